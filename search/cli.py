@@ -1,0 +1,326 @@
+"""`python -m search …` (console script `focalnet-search`).
+
+Bad input of any kind (spec, data, storage, arguments, configs) exits with code 2 and one line naming
+the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from search.data import DataError
+    from search.reproduce import ReproduceError
+    from search.spec import SpecError
+    from search.storage import StorageError
+
+    return (SpecError, StorageError, DataError, ReproduceError)
+
+
+def _load_spec(path: str) -> Any:
+    from search.spec import load_spec
+
+    return load_spec(path)
+
+
+def _study_from_name(name: str, storage: str | None) -> tuple[Any, Any]:
+    """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
+    import optuna
+
+    from search.spec import parse_spec
+    from search.storage import DEFAULT_STORAGE, StorageError, make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or DEFAULT_STORAGE
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False))
+    except KeyError:
+        raise StorageError(f"study: no study named {name!r} in {url}; see `python -m search list`") from None
+    raw = study.user_attrs.get("spec_raw")
+    spec = parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False) if raw else None
+    if spec is None:
+        raise StorageError(f"study: {name!r} has no stored spec (not created by this harness)")
+    return study, spec
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from search.study import run_study
+
+    spec = _load_spec(args.spec)
+    if args.jobs < 1:
+        raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
+    study = run_study(spec, n_trials=args.n_trials, jobs=args.jobs, storage_url=args.storage, tracking_uri=args.tracking_uri,
+                      allow_changed_spec=args.allow_changed_spec, progress=not args.no_progress)
+    if args.report:
+        from search.records import report_text
+
+        print(report_text(study, spec))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.study import cpu_count, run_worker
+    from search.tracking import default_tracking_uri
+
+    spec = _load_spec(args.spec)
+    run_worker(
+        spec,
+        storage_url=args.storage if args.storage is not None else spec.storage,
+        tracking_uri=args.tracking_uri or spec.tracking_uri or default_tracking_uri(),
+        n_trials=args.n_trials if args.n_trials is not None else spec.n_trials,
+        timeout_s=args.timeout_s if args.timeout_s is not None else spec.timeout_s,
+        threads=args.threads or cpu_count(),
+        progress=not args.no_progress,
+        allow_changed_spec=args.allow_changed_spec,
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.records import report_text
+
+    study, spec = _study_from_name(args.name, args.storage)
+    if spec.ablation:
+        from search.ablation import ablation_report
+
+        text, _ = ablation_report(study, spec, csv_path=args.csv)
+        print(text)
+        return 0
+    print(report_text(study, spec))
+    if args.csv:
+        from search.plots import pareto_table
+        from search.records import study_records
+
+        pareto_table(study_records(study, spec), Path(args.csv))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from search.reproduce import reproduce
+
+    study, spec = _study_from_name(args.name, args.storage)
+    return reproduce(study, spec, trial=args.trial, pick=args.pick, seeds=args.seeds, out_dir=args.out,
+                     tracking_uri=args.tracking_uri, tolerance=args.tolerance, progress=not args.no_progress)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import optuna
+
+    from search.storage import DEFAULT_STORAGE, make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(args.storage or DEFAULT_STORAGE, heartbeat=False)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        print("no studies")
+    for s in summaries:
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        counts: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        kind = "ablation" if (study.user_attrs.get("spec_raw") or {}).get("ablation") else "search"
+        print(f"{s.study_name:<32} {kind:<9} " + " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from search.tracking import default_tracking_uri, ensure_local_store
+
+    uri = args.tracking_uri or default_tracking_uri()
+    if args.name:
+        _, spec = _study_from_name(args.name, args.storage)
+        uri = args.tracking_uri or spec.tracking_uri or uri
+    if uri.startswith(("http://", "https://")):
+        print(f"the study logs to a tracking server: open {uri}")
+        return 0
+    ensure_local_store(uri)
+    artifacts = str(Path("mlruns/artifacts").resolve())
+    url = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", artifacts, "--host", args.host, "--port", str(args.port)]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from search.data import load_dataset
+    from search.train import train
+
+    path = Path(args.config)
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise_bad("--config", f"{path}: no such file")
+    except json.JSONDecodeError as e:
+        raise_bad("--config", f"{path}: invalid JSON at line {e.lineno}: {e.msg}")
+    unknown = set(cfg) - {"model", "train", "data"}
+    if unknown:
+        raise_bad(f"{path}: {sorted(unknown)[0]}", "unknown top-level key; allowed: model, train, data")
+    model_cfg, train_cfg, data_cfg = _validate_run_config(cfg, path)
+    data = load_dataset(data_cfg.get("dataset", "synthetic:medium"), n_train=data_cfg.get("n_train", 8000),
+                        n_val=data_cfg.get("n_val", 1000), n_test=data_cfg.get("n_test", 1000), seed=data_cfg.get("seed", 0))
+    result = train(model_cfg, train_cfg, data, progress=not args.no_progress)
+    out = {"val": result.val, "test": result.test, "steps": result.steps_done, "wall_s": result.wall_s,
+           "data_hash": data.data_hash, "config": {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_cfg}}
+    print(json.dumps({"val": result.val, "test": result.test, "wall_s": round(result.wall_s, 2)}, indent=1))
+    if args.out:
+        import torch
+
+        from search.gallery import prediction_gallery
+        from search.train import predict
+
+        outdir = Path(args.out)
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / "metrics.json").write_text(json.dumps(out, indent=1))
+        torch.save(result.state_dict, outdir / "model.pt")
+        from focalnet import build_model
+
+        model = build_model(model_cfg)
+        model.load_state_dict(result.state_dict)
+        n = min(16, len(data.test.images))
+        pred = predict(model, data.test.images[:n])
+        prediction_gallery(data.test.images[:n], data.test.keypoints[:n], pred, data.test.visibility[:n], data.edges, outdir / "gallery.png")
+        print(f"wrote {outdir}/metrics.json, model.pt, gallery.png")
+    return 0
+
+
+def _validate_run_config(cfg: dict[str, Any], path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    from focalnet import ModelConfig
+    from search.train import TrainConfig
+
+    try:
+        model_cfg = ModelConfig.from_dict(cfg.get("model", {}))
+    except (ValueError, TypeError) as e:
+        raise_bad(f"{path}: model", str(e))
+    try:
+        train_cfg = TrainConfig.from_dict(cfg.get("train", {}))
+    except (ValueError, TypeError) as e:
+        raise_bad(f"{path}: train", str(e))
+    data_cfg = dict(cfg.get("data", {}))
+    allowed = {"dataset", "n_train", "n_val", "n_test", "seed", "hash"}
+    for k in data_cfg:
+        if k not in allowed:
+            raise_bad(f"{path}: data.{k}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    return model_cfg, train_cfg, data_cfg
+
+
+class BadInput(Exception):
+    pass
+
+
+def raise_bad(field: str, message: str) -> None:
+    raise BadInput(f"{field}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m search", description="FocalNet architecture search and ablation harness")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def storage_flags(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--storage", default=None, help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…")
+        q.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; 'none' = no logging)")
+
+    q = sub.add_parser("run", help="create or continue a study (search or ablation)")
+    q.add_argument("spec")
+    q.add_argument("--n-trials", type=int, default=None)
+    q.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (threads = cores / jobs)")
+    q.add_argument("--allow-changed-spec", action="store_true")
+    q.add_argument("--report", action="store_true", help="print the report at the end")
+    q.add_argument("--no-progress", action="store_true")
+    storage_flags(q)
+    q.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("worker", help="join a study as one worker (any machine that reaches the storage)")
+    q.add_argument("spec")
+    q.add_argument("--n-trials", type=int, default=None)
+    q.add_argument("--timeout-s", type=float, default=None)
+    q.add_argument("--threads", type=int, default=0)
+    q.add_argument("--allow-changed-spec", action="store_true")
+    q.add_argument("--no-progress", action="store_true")
+    storage_flags(q)
+    q.set_defaults(func=cmd_worker)
+
+    q = sub.add_parser("report", help="Pareto table (or ablation report) of a study")
+    q.add_argument("name")
+    q.add_argument("--csv", default=None, help="also write the table as CSV")
+    storage_flags(q)
+    q.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("reproduce", help="retrain a trial's stored config and compare")
+    q.add_argument("name")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--trial", type=int, default=None)
+    g.add_argument("--pick", choices=["knee", "accuracy", "params", "latency"], default=None)
+    q.add_argument("--seeds", type=int, nargs="*", default=None, help="extra seeds: report mean ± std")
+    q.add_argument("--out", default="exports", help="folder for the exported model")
+    q.add_argument("--tolerance", type=float, default=1e-6, help="allowed |difference| of val/test metrics")
+    q.add_argument("--no-progress", action="store_true")
+    storage_flags(q)
+    q.set_defaults(func=cmd_reproduce)
+
+    q = sub.add_parser("list", help="studies in a storage with trial counts by state")
+    storage_flags(q)
+    q.set_defaults(func=cmd_list)
+
+    q = sub.add_parser("ui", help="start the MLflow UI on localhost")
+    q.add_argument("name", nargs="?", default=None)
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--port", type=int, default=5000)
+    storage_flags(q)
+    q.set_defaults(func=cmd_ui)
+
+    q = sub.add_parser("train", help="train one model config from a JSON file")
+    q.add_argument("--config", required=True)
+    q.add_argument("--out", default=None)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("inspect", help="modulator maps of a trained trial, logged to MLflow")
+    q.add_argument("name")
+    q.add_argument("--trial", type=int, required=True)
+    q.add_argument("--out", default=None)
+    q.add_argument("--n", type=int, default=4, help="patches to draw")
+    storage_flags(q)
+    q.set_defaults(func=lambda a: __import__("search.inspect_cmd", fromlist=["cmd_inspect"]).cmd_inspect(a))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if isinstance(e, _bad_input_types()):
+            print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""One trial, as one straight line: spec → config → costs → (skip if over budget) → train → log.
+
+The objective is a class so a worker builds the expensive, shared things once (dataset, baseline latency,
+MLflow client) and every trial reuses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search.costs import constraint_values, measure_costs
+from search.space import resolve_config, sample_params
+from search.stopping import ParetoASHA
+from search.storage import worker_id
+from search.tracking import StudyTracker, flatten_config, run_name
+from search.train import TrainingDiverged, train
+
+__all__ = ["Objective", "objective_values", "METRIC_KEYS"]
+
+METRIC_KEYS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme")
+
+
+def objective_values(spec: Any, accuracy: float, user_attrs: dict[str, Any]) -> tuple[float, ...]:
+    """The objective tuple in spec order: (val accuracy, *minimised costs)."""
+    return (accuracy, *(float(user_attrs[name]) for name in spec.objectives.minimize))
+
+
+@dataclass
+class Objective:
+    """Callable objective shared by all trials of one worker.
+
+    Args:
+        spec: the parsed `StudySpec`.
+        data: the loaded `KeypointData` (same for every trial: differences between trials are paired).
+        tracker: MLflow logger, or None to log nothing.
+        threads: torch threads for training in this worker.
+        progress: per-step progress bars.
+    """
+
+    spec: Any
+    data: Any
+    tracker: StudyTracker | None
+    threads: int
+    progress: bool = True
+    _baseline_ms: float | None = None
+    _baseline_costs: Any = None
+
+    def baseline_latency_ms(self) -> float:
+        """Time the baseline with the same protocol in this process: ratios survive machine drift."""
+        if self._baseline_ms is None:
+            cfg = resolve_config(self.spec, {}, overrides={"model": {"backbone": "baseline"}})
+            costs = measure_costs(cfg["model"], latency_spec=self.spec.latency, baseline_ms=None)
+            self._baseline_ms = costs.latency.median_ms
+            self._baseline_costs = dataclasses.replace(costs, baseline_latency_ms=self._baseline_ms, latency_ratio=1.0)
+        return self._baseline_ms
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        spec = self.spec
+        role = trial.user_attrs.get("role", "search")
+        trial.set_user_attr("worker", worker_id())
+        if role == "search":
+            config = resolve_config(spec, sample_params(trial, spec))
+        else:
+            config = resolve_config(spec, {}, overrides=trial.user_attrs.get("fixed_overrides") or {})
+        # Rungs must be evaluation points; threads are a property of the run (they change float sums).
+        config["train"]["eval_steps"] = sorted(set(config["train"].get("eval_steps", [])) | set(spec.early_stopping.rungs))
+        if not config["train"].get("threads"):
+            config["train"]["threads"] = self.threads
+        config["data"]["hash"] = self.data.data_hash
+        trial.set_user_attr("config", config)
+        name = run_name(trial.number, config, label=trial.user_attrs.get("name"))
+        trial.set_user_attr("run_name", name)
+
+        run_id = None
+        if self.tracker is not None:
+            tags = {"fs.trial_number": str(trial.number), "fs.role": role, "fs.worker": worker_id()}
+            if trial.user_attrs.get("name"):
+                tags["fs.variant"] = str(trial.user_attrs["name"])
+            run_id = self.tracker.start_trial_run(
+                trial_number=trial.number, run_name=name, params=flatten_config(config), tags=tags
+            )
+            trial.set_user_attr("mlflow_run_id", run_id)
+        try:
+            return self._run(trial, config, role, run_id)
+        except optuna.TrialPruned:
+            self._end(run_id, "FINISHED", {"fs.state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))})
+            raise
+        except TrainingDiverged as e:
+            trial.set_user_attr("fail_reason", str(e))
+            self._end(run_id, "FAILED", {"fs.state": "FAIL", "fs.failure_reason": str(e)[:500]})
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            self._end(run_id, "KILLED", {"fs.state": "FAIL", "fs.failure_reason": "interrupted"})
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            trial.set_user_attr("fail_reason", reason)
+            self._end(run_id, "FAILED", {"fs.state": "FAIL", "fs.failure_reason": reason[:500]})
+            raise
+
+    def _end(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
+        if self.tracker is not None and run_id is not None:
+            try:
+                self.tracker.end_trial_run(run_id, status=status, tags=tags)
+            except Exception as e:  # logging must never turn one failure into two
+                print(f"warning: could not close MLflow run {run_id}: {e}")
+
+    def _run(self, trial: optuna.Trial, config: dict[str, Any], role: str, run_id: str | None) -> tuple[float, ...]:
+        spec = self.spec
+        t0 = time.perf_counter()
+        baseline_ms = self.baseline_latency_ms()
+        if role == "baseline" and self._baseline_costs is not None:
+            costs = self._baseline_costs  # the same measurement the ratios use: the baseline's ratio is exactly 1
+        else:
+            costs = measure_costs(config["model"], latency_spec=spec.latency, baseline_ms=baseline_ms)
+        cost_attrs = {
+            "params": costs.params,
+            "flops": costs.flops,
+            "latency_ms": costs.latency.median_ms,
+            "latency_iqr_ms": costs.latency.iqr_ms,
+            "latency_ratio": costs.latency_ratio,
+            "baseline_latency_ms": baseline_ms,
+        }
+        for k, v in cost_attrs.items():
+            trial.set_user_attr(k, v)
+        violations = constraint_values(costs, spec.constraints)
+        for k, v in violations.items():
+            trial.set_constraint(k, v)
+        feasible = all(v <= 0 for v in violations.values())
+        trial.set_user_attr("feasible", feasible)
+        if self.tracker is not None:
+            self.tracker.log_metrics(run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None)
+        cost_s = time.perf_counter() - t0
+        if not feasible and role != "baseline":
+            over = ", ".join(k for k, v in violations.items() if v > 0)
+            trial.set_user_attr("skipped", f"over budget: {over}")
+            self._end(run_id, "FINISHED", {"fs.state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"})
+            # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
+            return objective_values(spec, 0.0, cost_attrs)
+
+        pruner = ParetoASHA(
+            rungs=spec.early_stopping.rungs,
+            eta=spec.early_stopping.eta,
+            directions=spec.objectives.directions,
+            enabled=spec.early_stopping.enabled,
+        )
+        study = trial.study
+
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            if self.tracker is not None:
+                self.tracker.log_metrics(run_id, {f"val_{k}": v for k, v in metrics.items()}, step=step)
+            acc = metrics[spec.objectives.accuracy]
+            if step in spec.early_stopping.rungs and role != "baseline":
+                values = objective_values(spec, acc, cost_attrs)
+                if not pruner.check(study, trial, step, values):
+                    trial.set_user_attr("stop_rung", step)
+                    raise optuna.TrialPruned(f"stopped at rung {step}")
+
+        result = train(config["model"], config["train"], self.data, callback=on_eval, progress=self.progress, desc=f"trial {trial.number}")
+        accuracy = result.val[spec.objectives.accuracy]
+        if not math.isfinite(accuracy):
+            raise TrainingDiverged(result.steps_done, f"val {spec.objectives.accuracy} is {accuracy}")
+        trial.set_user_attr("val", {k: result.val[k] for k in METRIC_KEYS if k in result.val})
+        trial.set_user_attr("test", {k: result.test[k] for k in METRIC_KEYS if k in result.test})
+        trial.set_user_attr("curve", [[s, m[spec.objectives.accuracy]] for s, m in result.history])
+        timing = {"train_s": result.train_s, "data_s": result.data_s, "eval_s": result.eval_s, "cost_s": cost_s, "wall_s": time.perf_counter() - t0}
+        trial.set_user_attr("timing", timing)
+        if self.tracker is not None:
+            final = {f"final_val_{k}": v for k, v in result.val.items() if k in METRIC_KEYS}
+            final |= {f"test_{k}": v for k, v in result.test.items() if k in METRIC_KEYS}
+            final |= {f"time_{k}": v for k, v in timing.items()}
+            self.tracker.log_metrics(run_id, final, step=None)
+            self._end(run_id, "FINISHED", {"fs.state": "COMPLETE", "fs.feasible": str(feasible).lower(), "fs.config": json.dumps(config)[:4900]})
+        return objective_values(spec, accuracy, cost_attrs)

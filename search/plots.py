@@ -1,0 +1,420 @@
+"""Report plots and tables for a search: Pareto fronts, the Pareto table, hypervolume, importances.
+
+Input is a list of plain trial records built by the runner from Optuna ``FrozenTrial`` objects::
+
+    {"number": 7, "state": "COMPLETE", "role": "search", "name": "t007-...",
+     "values": {"accuracy": 0.81, "params": 120_000, "latency_ms": 1.9, "flops": 3_000_000},
+     "feasible": True, "pareto": True, "params_flat": {"arch.embed_dim": 32, ...}}
+
+Figures are built with ``matplotlib.figure.Figure`` on the Agg canvas (no pyplot global state), so
+plotting is thread-safe and never opens a window.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import optuna
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "OBJECTIVE_DIRECTIONS",
+    "compute_importances",
+    "dominates",
+    "hypervolume_plot",
+    "importance_plot",
+    "pareto_plots",
+    "pareto_table",
+]
+
+log = logging.getLogger(__name__)
+
+Record = Mapping[str, Any]
+
+# Direction of every objective a record may carry: accuracy up, costs down.
+OBJECTIVE_DIRECTIONS: dict[str, str] = {
+    "accuracy": "maximize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+    "flops": "minimize",
+}
+
+_TABLE_COLUMNS = [
+    "number",
+    "role",
+    "name",
+    "accuracy",
+    "params",
+    "flops",
+    "latency_ms",
+    "latency_ratio",
+    "feasible",
+    "pareto",
+    "dominates_baseline",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Record helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _completed(records: Sequence[Record]) -> list[Record]:
+    """Records of COMPLETE trials that carry objective values."""
+    return [r for r in records if str(r.get("state", "")).upper() == "COMPLETE" and r.get("values")]
+
+
+def _baseline(records: Sequence[Record]) -> Record | None:
+    """The first completed baseline record (lowest trial number), if any."""
+    base = [r for r in _completed(records) if r.get("role") == "baseline"]
+    return min(base, key=lambda r: r.get("number", 0)) if base else None
+
+
+def _val(record: Record, key: str) -> float | None:
+    value = (record.get("values") or {}).get(key)
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def dominates(a: Record, b: Record, objectives: Sequence[str] | None = None) -> bool:
+    """Whether record ``a`` Pareto-dominates ``b`` (no worse everywhere, strictly better somewhere).
+
+    Args:
+        a: candidate record.
+        b: reference record.
+        objectives: objective keys to compare (default: those of :data:`OBJECTIVE_DIRECTIONS` that
+            both records carry). Accuracy is maximised, costs minimised.
+    """
+    keys = objectives or [
+        k for k in OBJECTIVE_DIRECTIONS if _val(a, k) is not None and _val(b, k) is not None
+    ]
+    strictly = False
+    for key in keys:
+        va, vb = _val(a, key), _val(b, key)
+        if va is None or vb is None:
+            return False
+        if OBJECTIVE_DIRECTIONS.get(key, "minimize") == "maximize":
+            va, vb = -va, -vb
+        if va > vb:
+            return False
+        strictly = strictly or va < vb
+    return bool(keys) and strictly
+
+
+def _front_2d(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """2-D non-dominated points (minimise x, maximise y), sorted by x."""
+    front: list[tuple[float, float]] = []
+    best_y = -math.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    return front
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _figure(width: float = 7.0, height: float = 5.0) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _pareto_axes(ax: Axes, records: Sequence[Record], *, x_key: str, x_label: str, y_label: str) -> None:
+    """One accuracy-vs-cost panel: points, 2-D staircase front, flagged front, baseline, labels."""
+    done = [r for r in _completed(records) if _val(r, x_key) is not None and _val(r, "accuracy") is not None]
+    if not done:
+        _empty(ax, "no completed trials")
+        return
+    feasible = [r for r in done if r.get("feasible", True)]
+    infeasible = [r for r in done if not r.get("feasible", True)]
+
+    def xy(rs: Sequence[Record]) -> tuple[list[float], list[float]]:
+        return [_val(r, x_key) for r in rs], [_val(r, "accuracy") for r in rs]  # type: ignore[misc]
+
+    plain = [r for r in feasible if r.get("role") not in ("baseline", "variant", "cell")]
+    if plain:
+        ax.scatter(*xy(plain), s=22, c="tab:blue", alpha=0.55, label="trials", zorder=2)
+    cells = [r for r in feasible if r.get("role") == "cell"]
+    if cells:
+        ax.scatter(*xy(cells), s=30, marker="D", c="tab:purple", alpha=0.7, label="ablation cells", zorder=3)
+    variants = [r for r in feasible if r.get("role") == "variant"]
+    if variants:
+        ax.scatter(*xy(variants), s=40, marker="s", c="tab:green", label="variants", zorder=3)
+        for r in variants:
+            ax.annotate(
+                str(r.get("name", r.get("number"))),
+                (_val(r, x_key), _val(r, "accuracy")),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7,
+                color="tab:green",
+            )
+    if infeasible:
+        ax.scatter(*xy(infeasible), s=26, marker="x", c="0.6", label="infeasible", zorder=2)
+
+    # The staircase is the front of this 2-D projection (the 4-objective front flagged by the
+    # runner is not monotone here); records flagged ``pareto`` get a red ring on top.
+    stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in feasible])  # type: ignore[misc]
+    if stair:
+        xs, ys = zip(*stair, strict=True)
+        ax.step(xs, ys, where="post", color="tab:red", lw=1.4, alpha=0.8, label="2-D front", zorder=4)
+    flagged = [r for r in feasible if r.get("pareto")]
+    if flagged:
+        ax.scatter(
+            *xy(flagged),
+            s=70,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=1.4,
+            label="Pareto front",
+            zorder=5,
+        )
+
+    base = _baseline(records)
+    if base is not None and _val(base, x_key) is not None:
+        bx, by = _val(base, x_key), _val(base, "accuracy")
+        ax.scatter([bx], [by], s=220, marker="*", c="gold", edgecolors="black", label="baseline", zorder=6)
+        ax.annotate(
+            str(base.get("name") or "baseline"),
+            (bx, by),
+            textcoords="offset points",
+            xytext=(8, -12),
+            fontsize=8,
+            fontweight="bold",
+        )
+        # dotted guides: the quadrant up-left of the star dominates the baseline in this projection
+        ax.axhline(by, color="0.5", ls=":", lw=0.8, zorder=1)
+        ax.axvline(bx, color="0.5", ls=":", lw=0.8, zorder=1)
+
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def pareto_plots(
+    records: Sequence[Record], *, accuracy_name: str, out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Accuracy-vs-params (log x) and accuracy-vs-latency scatter plots with the Pareto front.
+
+    Completed feasible trials are points, infeasible ones grey crosses; the 2-D front is drawn as a
+    staircase, records flagged ``pareto`` are ringed, the baseline is a labelled star and variants
+    are labelled by name. Pruned / failed / running trials are left out.
+
+    Args:
+        records: trial records (see module docstring).
+        accuracy_name: y-axis label, e.g. ``"val pck_0.1"``.
+        out_dir: folder for ``pareto_accuracy_vs_params.png`` and ``pareto_accuracy_vs_latency.png``.
+
+    Returns:
+        The two PNG paths.
+    """
+    out = Path(out_dir)
+    paths = []
+    for x_key, x_label, fname in (
+        ("params", "parameters", "pareto_accuracy_vs_params.png"),
+        ("latency_ms", "latency (ms)", "pareto_accuracy_vs_latency.png"),
+    ):
+        fig = _figure()
+        ax = fig.add_subplot()
+        _pareto_axes(ax, records, x_key=x_key, x_label=x_label, y_label=accuracy_name)
+        xs = [_val(r, x_key) for r in _completed(records)]
+        xs = [x for x in xs if x is not None and x > 0]
+        # params always span orders of magnitude; latency only sometimes
+        if xs and (x_key == "params" or max(xs) / min(xs) > 20):
+            ax.set_xscale("log")
+        ax.set_title(f"{accuracy_name} vs {x_label}")
+        paths.append(_save(fig, out / fname))
+    return paths
+
+
+def pareto_table(
+    records: Sequence[Record],
+    path: str | os.PathLike[str],
+    *,
+    objectives: Sequence[str] | None = None,
+) -> Path:
+    """CSV of all completed trials, sorted by accuracy (descending).
+
+    Columns: number, role, name, accuracy, params, flops, latency_ms, latency_ratio (latency / the
+    baseline's), feasible, pareto, dominates_baseline (``true``/``false``), then the union of the
+    records' ``params_flat`` keys (sorted). Ratio and dominance are empty without a baseline.
+
+    Args:
+        records: trial records.
+        path: CSV path.
+        objectives: objective keys used for ``dominates_baseline`` (default: all the records carry).
+
+    Returns:
+        ``path``.
+    """
+    done = _completed(records)
+    base = _baseline(records)
+    base_lat = _val(base, "latency_ms") if base is not None else None
+    flat_keys = sorted({k for r in done for k in (r.get("params_flat") or {})})
+
+    def fmt_bool(value: Any) -> str:
+        return "true" if value else "false"
+
+    rows = []
+    for r in sorted(done, key=lambda r: (-(_val(r, "accuracy") or -math.inf), r.get("number", 0))):
+        vals = r.get("values") or {}
+        lat = _val(r, "latency_ms")
+        row: dict[str, Any] = {
+            "number": r.get("number"),
+            "role": r.get("role", "search"),
+            "name": r.get("name", ""),
+            "accuracy": vals.get("accuracy", ""),
+            "params": vals.get("params", ""),
+            "flops": vals.get("flops", ""),
+            "latency_ms": vals.get("latency_ms", ""),
+            "latency_ratio": f"{lat / base_lat:.4g}" if lat is not None and base_lat else "",
+            "feasible": fmt_bool(r.get("feasible", True)),
+            "pareto": fmt_bool(r.get("pareto", False)),
+            "dominates_baseline": ""
+            if base is None
+            else fmt_bool(r is not base and dominates(r, base, objectives)),
+        }
+        flat = r.get("params_flat") or {}
+        for key in flat_keys:
+            value = flat.get(key, "")
+            row[key] = fmt_bool(value) if isinstance(value, bool) else value
+        rows.append(row)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(
+            fh, fieldnames=_TABLE_COLUMNS + [k for k in flat_keys if k not in _TABLE_COLUMNS]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def hypervolume_plot(
+    history: Sequence[tuple[float, float]],
+    path: str | os.PathLike[str],
+    *,
+    x_label: str = "trial",
+) -> Path:
+    """Hypervolume of the feasible front over the course of the study.
+
+    Args:
+        history: ``(trial number or elapsed seconds, hypervolume)`` pairs.
+        path: PNG path.
+        x_label: x-axis label (``"trial"`` or ``"elapsed (s)"``).
+
+    Returns:
+        ``path``.
+    """
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    pts = sorted((float(x), float(y)) for x, y in history if y is not None and math.isfinite(float(y)))
+    if pts:
+        xs, ys = zip(*pts, strict=True)
+        ax.step(xs, ys, where="post", color="tab:blue", lw=1.6)
+        ax.scatter(xs, ys, s=10, color="tab:blue")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("hypervolume")
+        ax.grid(True, alpha=0.3)
+    else:
+        _empty(ax, "no hypervolume history")
+    ax.set_title("Hypervolume of the feasible Pareto front")
+    return _save(fig, path)
+
+
+def importance_plot(importances: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str]) -> Path:
+    """Horizontal bar chart of hyperparameter importances, one panel per objective.
+
+    Args:
+        importances: objective name → (param name → importance), e.g. from :func:`compute_importances`.
+        path: PNG path.
+
+    Returns:
+        ``path``.
+    """
+    items = [(obj, imp) for obj, imp in importances.items() if imp]
+    n_params = max((len(imp) for _, imp in items), default=1)
+    fig = _figure(4.2 * max(1, len(items)), max(2.5, 0.32 * n_params + 1.2))
+    if not items:
+        _empty(fig.add_subplot(), "importances not computable (too few completed trials)")
+        return _save(fig, path)
+    axes = fig.subplots(1, len(items), squeeze=False)[0]
+    for ax, (obj, imp) in zip(axes, items, strict=True):
+        ranked = sorted(imp.items(), key=lambda kv: kv[1])  # largest on top
+        ax.barh([k for k, _ in ranked], [float(v) for _, v in ranked], color="tab:blue")
+        ax.set_title(obj)
+        ax.set_xlabel("importance")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def compute_importances(study: optuna.Study, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Hyperparameter importances per objective; objectives not computable are left out.
+
+    Uses ``optuna.importance.get_param_importances`` with ``target=lambda t: t.values[i]``. Objectives
+    whose importances cannot be computed (too few completed trials, no varying params, a single
+    fixed-trial-only study) are skipped, so the result may be ``{}``.
+
+    Args:
+        study: the Optuna study (single- or multi-objective).
+        names: objective names, in the order of ``study.directions``.
+
+    Returns:
+        objective name → (param name → importance).
+    """
+    import optuna
+
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names):
+        # Optuna 5's default evaluator (PED-ANOVA) ranks params by how they reach LOW target values,
+        # so maximised objectives are negated; variance-based evaluators are sign-agnostic anyway.
+        try:
+            sign = -1.0 if study.directions[i] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "too few trials" / direction notes: noise in reports
+                imp = optuna.importance.get_param_importances(
+                    study, target=lambda t, i=i, sign=sign: sign * t.values[i]
+                )
+        except Exception as exc:  # too few trials, empty search space, missing sklearn, ...
+            log.info("importances for %s not computable: %s", name, exc)
+            continue
+        if imp:
+            out[str(name)] = {str(k): float(v) for k, v in imp.items()}
+    return out

@@ -1,0 +1,208 @@
+"""Trial records read back from storage: the Pareto front, the terminal report, the parent-run artifacts.
+
+Everything here is recomputed from the Optuna storage, so any worker (or `report` later) gets the same
+answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.pareto import hypervolume_history, pareto_mask
+
+__all__ = ["study_records", "refresh_parent", "trial_summary_line", "report_text", "objective_points", "dominates"]
+
+
+def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
+    return np.array([[r["values"][n] for n in spec_names] for r in records], dtype=float).reshape(len(records), len(spec_names))
+
+
+def dominates(a: dict[str, Any], b: dict[str, Any], names: list[str], directions: list[str]) -> bool:
+    """True if record a Pareto-dominates record b on the study's objectives."""
+    better = False
+    for n, d in zip(names, directions, strict=True):
+        x, y = a["values"][n], b["values"][n]
+        if d == "minimize":
+            x, y = -x, -y
+        if x < y:
+            return False
+        better |= x > y
+    return better
+
+
+def _value_names(spec: Any) -> list[str]:
+    return ["accuracy", *spec.objectives.minimize]
+
+
+def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
+    """One plain dict per trial (see `search.plots`), with Pareto membership and baseline dominance."""
+    from search.tracking import flatten_config
+
+    names = _value_names(spec)
+    directions = list(spec.objectives.directions)
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        values = None
+        if t.state == TrialState.COMPLETE and t.values:
+            values = {"accuracy": t.values[0], "params": ua.get("params"), "flops": ua.get("flops"), "latency_ms": ua.get("latency_ms")}
+        config = ua.get("config")
+        records.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "role": ua.get("role", "search"),
+                "name": ua.get("name") or ua.get("run_name") or f"trial {t.number}",
+                "values": values,
+                "feasible": bool(ua.get("feasible", True)) and "skipped" not in ua,
+                "pareto": False,
+                "dominates_baseline": False,
+                "latency_ratio": ua.get("latency_ratio"),
+                "val": ua.get("val", {}),
+                "test": ua.get("test", {}),
+                "stop_rung": ua.get("stop_rung"),
+                "fail_reason": ua.get("fail_reason"),
+                "skipped": ua.get("skipped"),
+                "config": config,
+                "params_flat": flatten_config(config) if config else {},
+                "mlflow_run_id": ua.get("mlflow_run_id"),
+                "complete_time": t.datetime_complete.timestamp() if t.datetime_complete else None,
+                "wall_s": (ua.get("timing") or {}).get("wall_s"),
+            }
+        )
+    done = [r for r in records if r["values"] is not None and r["feasible"]]
+    if done:
+        mask = pareto_mask(objective_points(done, names), directions)
+        for r, m in zip(done, mask, strict=True):
+            r["pareto"] = bool(m)
+        baseline = next((r for r in done if r["role"] == "baseline"), None)
+        if baseline is not None:
+            for r in done:
+                r["dominates_baseline"] = r is not baseline and dominates(r, baseline, names, directions)
+    return records
+
+
+def _fmt_int(x: Any) -> str:
+    return f"{int(x):,}" if x is not None else "-"
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def trial_summary_line(study: optuna.Study, spec: Any, frozen: optuna.trial.FrozenTrial, *, t_start: float, n_trials: int | None) -> str:
+    """One line per finished trial, prefixed with the study's progress (done/total, elapsed, ETA, front, best)."""
+    records = study_records(study, spec)
+    finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in records)
+    front = sum(r["pareto"] for r in records)
+    best = max((r["values"]["accuracy"] for r in records if r["values"] and r["feasible"]), default=float("nan"))
+    elapsed = time.time() - t_start
+    eta = ""
+    if n_trials and finished:
+        eta = f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"  # crude: per-trial mean
+    ua = frozen.user_attrs
+    head = f"[{finished}/{n_trials or '?'} {_hms(elapsed)}{eta} front={front} best={_fmt(best)}]"
+    what = ua.get("name") or ua.get("run_name") or ""
+    body = f"trial {frozen.number} {frozen.state.name:<8} {what}"
+    if frozen.state == TrialState.COMPLETE and frozen.values:
+        ratio = ua.get("latency_ratio")
+        body += f" val {spec.objectives.accuracy}={frozen.values[0]:.3f} params={_fmt_int(ua.get('params'))} latency={_fmt(ua.get('latency_ms'), 2)}ms"
+        body += f" ({ratio:.2f}x baseline)" if ratio else ""
+        if ua.get("skipped"):
+            body += f" SKIPPED {ua['skipped']}"
+    elif frozen.state == TrialState.PRUNED:
+        body += f" stopped at rung {ua.get('stop_rung')}"
+    elif frozen.state == TrialState.FAIL:
+        body += f" reason: {ua.get('fail_reason', 'unknown')}"
+    return f"{head} {body}"
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def report_text(study: optuna.Study, spec: Any) -> str:
+    """The Pareto table for the terminal: front first, the baseline row, and who dominates it."""
+    records = study_records(study, spec)
+    done = [r for r in records if r["values"] is not None]
+    done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
+    acc = spec.objectives.accuracy
+    header = f"{'#':>4} {'name':<28} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6}  note"
+    lines = [f"study {study.study_name}: {len(records)} trials, " + ", ".join(f"{s.lower()} {sum(r['state'] == s for r in records)}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if any(r['state'] == s for r in records)), header, "-" * len(header)]
+    for r in done:
+        v = r["values"]
+        note = []
+        if r["role"] == "baseline":
+            note.append("BASELINE")
+        if not r["feasible"]:
+            note.append(r["skipped"] or "infeasible")
+        if r["dominates_baseline"]:
+            note.append("dominates baseline")
+        lines.append(
+            f"{r['number']:>4} {r['name'][:28]:<28} {'*' if r['pareto'] else '':<5} {v['accuracy']:>14.3f} {_fmt(r['test'].get(acc)):>15} "
+            f"{_fmt_int(v['params']):>11} {(v['flops'] or 0) / 1e6:>9.1f} {_fmt(v['latency_ms'], 2):>7} {_fmt(r['latency_ratio'], 2):>6}  {', '.join(note)}"
+        )
+    baseline = next((r for r in done if r["role"] == "baseline"), None)
+    if baseline is not None:
+        dom = [str(r["number"]) for r in done if r["dominates_baseline"]]
+        lines.append("")
+        lines.append(
+            f"baseline (trial {baseline['number']}): val {acc}={baseline['values']['accuracy']:.3f}, params={_fmt_int(baseline['values']['params'])}, "
+            f"latency={_fmt(baseline['values']['latency_ms'], 2)} ms; "
+            + (f"dominated by trials {', '.join(dom)}" if dom else "not dominated by any trial")
+        )
+    pruned = [r for r in records if r["state"] == "PRUNED"]
+    if pruned:
+        lines.append(f"early-stopped: " + ", ".join(f"{r['number']}@{r['stop_rung']}" for r in pruned))
+    failed = [r for r in records if r["state"] == "FAIL"]
+    for r in failed:
+        lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
+    return "\n".join(lines)
+
+
+def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
+    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run."""
+    from search.plots import compute_importances, hypervolume_plot, importance_plot, pareto_plots, pareto_table
+
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is None:
+        return
+    records = study_records(study, spec)
+    names = _value_names(spec)
+    directions = list(spec.objectives.directions)
+    ref = [spec.hypervolume_reference[n] for n in names]
+    done = sorted((r for r in records if r["values"] is not None and r["feasible"]), key=lambda r: r["complete_time"] or 0)
+    hv_hist: list[tuple[float, float]] = []
+    if done:
+        created = study.user_attrs.get("created_at") or done[0]["complete_time"]
+        hvs = hypervolume_history(objective_points(done, names), directions, ref)
+        hv_hist = [(r["complete_time"] - created, float(h)) for r, h in zip(done, hvs, strict=True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        files = list(pareto_plots(records, accuracy_name=f"val {spec.objectives.accuracy}", out_dir=out))
+        files.append(pareto_table(records, out / "pareto.csv"))
+        if hv_hist:
+            files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
+            (out / "hypervolume.json").write_text(json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist}))
+            files.append(out / "hypervolume.json")
+            tracker.log_metrics(parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done))
+        imps = compute_importances(study, list(spec.objectives.names))
+        if imps:
+            files.append(importance_plot(imps, out / "importances.png"))
+            (out / "importances.json").write_text(json.dumps(imps, indent=1))
+            files.append(out / "importances.json")
+        for f in files:
+            tracker.log_artifact(parent, str(f), "report")
+    front = {r["number"] for r in records if r["pareto"]}
+    run_ids = {r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"}
+    tracker.update_pareto_tags(front, run_ids)

@@ -1,0 +1,207 @@
+"""Pareto-aware asynchronous successive halving (MO-ASHA) for multi-objective studies.
+
+Optuna 5 cannot prune multi-objective studies (``Trial.report`` raises ``NotImplementedError``),
+so the search decides itself, at fixed rungs (training steps), whether a trial keeps training.
+
+Rule (``should_continue``): at rung ``s`` the pool is every other non-baseline trial that has
+already recorded rung ``s`` plus the candidate. With ``k = max(1, len(pool) // eta)`` the
+candidate continues iff it is among the first ``k`` of the pool ordered by
+
+1. non-dominated rank over the rung objective vector (e.g. rung accuracy, params, latency), asc;
+2. crowding distance within that front, desc (``inf`` for extreme points; equal ``inf`` ties fall
+   through to the next key, so the order stays deterministic);
+3. trial number, asc (earlier trials win remaining ties).
+
+Why this rule: it is Optuna's asynchronous ``SuccessiveHalvingPruner`` with "top 1/eta by value"
+replaced by "top 1/eta by non-dominated sorting" (NSGA-II order). It is asynchronous: a trial is
+compared with whoever reached the rung so far and never waits for stragglers, so parallel
+workers never block; the first ``eta - 1`` arrivals face ``k = 1`` and continue only if they come
+first. Decisions are made once, at arrival, and never revisited. Rung records live in the study
+storage (user attrs ``rung_<step>``), so every worker, local or remote, sees the same pool. The
+baseline trial (user attr ``role == "baseline"``) is never stopped and never counted in a pool,
+so its fixed configuration cannot raise or lower the bar for sampled trials.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.pareto import crowding_distance, non_dominated_ranks
+
+__all__ = ["RungRecord", "should_continue", "rank_pool", "ParetoASHA", "prune", "rung_attr"]
+
+# Trials whose rung records count as competitors. FAIL is left out on purpose: a crashed or
+# diverged trial's rung value says nothing about how hard the rung is.
+_COMPETITOR_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def rung_attr(step: int) -> str:
+    """Name of the user attr holding a trial's objective vector at rung ``step``."""
+    return f"rung_{step}"
+
+
+@dataclass(frozen=True)
+class RungRecord:
+    """One trial's objective vector at one rung.
+
+    Args:
+        number: Optuna trial number (the final tie-break).
+        values: objective values at the rung, aligned with the pruner's directions.
+    """
+
+    number: int
+    values: tuple[float, ...]
+
+
+def rank_pool(pool: Sequence[RungRecord], *, directions: Sequence[str]) -> list[RungRecord]:
+    """Order ``pool`` best first by (non-dominated rank, -crowding distance, trial number).
+
+    Args:
+        pool: rung records, all with ``len(directions)`` values.
+        directions: ``"maximize"`` / ``"minimize"`` per value.
+    """
+    if not pool:
+        return []
+    points = np.array([[float(v) for v in r.values] for r in pool], dtype=float)
+    if points.shape[1] != len(directions):
+        raise ValueError(
+            f"values: expected {len(directions)} values per record (one per direction), got {points.shape[1]}"
+        )
+    ranks = non_dominated_ranks(points, directions)
+    crowd = crowding_distance(points, directions)
+
+    def key(i: int) -> tuple[int, float, int]:
+        # -inf sorts first; equal infinities compare equal, so the trial number decides.
+        return (int(ranks[i]), -float(crowd[i]), pool[i].number)
+
+    return [pool[i] for i in sorted(range(len(pool)), key=key)]
+
+
+def should_continue(
+    candidate: RungRecord,
+    competitors: Sequence[RungRecord],
+    *,
+    eta: int,
+    directions: Sequence[str],
+) -> bool:
+    """Decide whether ``candidate`` survives its rung (see the module docstring for the rule).
+
+    Args:
+        candidate: the trial that just reached the rung.
+        competitors: other trials' records at the same rung (baseline already excluded); a
+            record with the candidate's own number is ignored.
+        eta: reduction factor (>= 2); roughly the best 1/eta of the pool continues.
+        directions: ``"maximize"`` / ``"minimize"`` per value.
+
+    Returns:
+        True when the candidate keeps training.
+    """
+    if eta < 2:
+        raise ValueError(f"eta: must be >= 2, got {eta}")
+    pool = [r for r in competitors if r.number != candidate.number]
+    pool.append(candidate)
+    k = max(1, len(pool) // eta)
+    top = rank_pool(pool, directions=directions)[:k]
+    return any(r.number == candidate.number for r in top)
+
+
+def prune(trial: optuna.trial.Trial, step: int) -> None:
+    """Record ``stop_rung`` on the trial and raise :class:`optuna.TrialPruned`.
+
+    Args:
+        trial: the live trial being stopped.
+        step: the rung at which it was stopped.
+    """
+    trial.set_user_attr("stop_rung", int(step))
+    raise optuna.TrialPruned(f"stopped by Pareto ASHA at rung {step}")
+
+
+class ParetoASHA:
+    """Multi-objective asynchronous successive halving whose decisions read the study storage.
+
+    Args:
+        rungs: training steps at which decisions are made.
+        eta: reduction factor (>= 2).
+        directions: ``"maximize"`` / ``"minimize"`` per rung value, e.g.
+            ``("maximize", "minimize", "minimize")`` for (rung accuracy, params, latency).
+        enabled: when False, rung values are still recorded but every trial continues.
+    """
+
+    def __init__(
+        self,
+        *,
+        rungs: Sequence[int],
+        eta: int,
+        directions: Sequence[str],
+        enabled: bool = True,
+    ) -> None:
+        if eta < 2:
+            raise ValueError(f"eta: must be >= 2, got {eta}")
+        if any(int(r) <= 0 for r in rungs):
+            raise ValueError(f"rungs: must be positive steps, got {list(rungs)}")
+        for d in directions:
+            if d not in ("maximize", "minimize"):
+                raise ValueError(f"directions: entries must be 'maximize' or 'minimize', got {d!r}")
+        self.rungs: tuple[int, ...] = tuple(sorted({int(r) for r in rungs}))
+        self.eta = int(eta)
+        self.directions: tuple[str, ...] = tuple(directions)
+        self.enabled = bool(enabled)
+
+    def __repr__(self) -> str:
+        return (
+            f"ParetoASHA(rungs={list(self.rungs)}, eta={self.eta}, "
+            f"directions={list(self.directions)}, enabled={self.enabled})"
+        )
+
+    def check(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.Trial,
+        step: int,
+        rung_values: Sequence[float],
+    ) -> bool:
+        """Record the trial's rung values and decide whether it continues.
+
+        Args:
+            study: the study (its storage is read, so other workers' records count).
+            trial: the live trial that reached ``step``.
+            step: the current training step; steps that are not rungs always continue.
+            rung_values: objective vector at this step, aligned with ``directions``.
+
+        Returns:
+            True to keep training; on False the caller stops the trial (see :func:`prune`).
+        """
+        step = int(step)
+        if step not in self.rungs:
+            return True
+        # Non-finite values (diverged runs) become NaN, which the Pareto sort treats as worst;
+        # the same conversion happens on the storage round trip below, so both sides agree.
+        values = tuple(float(v) if math.isfinite(float(v)) else float("nan") for v in rung_values)
+        if len(values) != len(self.directions):
+            raise ValueError(
+                f"rung_values: expected {len(self.directions)} values (one per direction), got {len(values)}"
+            )
+        key = rung_attr(step)
+        # JSON has no NaN/inf across storages (RDB, journal); store None and read it back as NaN.
+        trial.set_user_attr(key, [v if math.isfinite(v) else None for v in values])
+        if not self.enabled or trial.user_attrs.get("role") == "baseline":
+            return True
+        competitors: list[RungRecord] = []
+        for other in study.get_trials(deepcopy=False, states=_COMPETITOR_STATES):
+            if other.number == trial.number or other.user_attrs.get("role") == "baseline":
+                continue
+            rec = other.user_attrs.get(key)
+            if rec is None or len(rec) != len(values):
+                continue
+            competitors.append(
+                RungRecord(other.number, tuple(float("nan") if v is None else float(v) for v in rec))
+            )
+        return should_continue(
+            RungRecord(trial.number, values), competitors, eta=self.eta, directions=self.directions
+        )

@@ -1,0 +1,140 @@
+"""Optuna storage: URL → storage object, study creation/loading, version pinning, stale-trial recovery.
+
+Embedded default: Optuna's journal file (`mlruns/optuna.journal`), safe for several processes on one
+machine (SQLite is not). Scale-out: any SQLAlchemy URL (`postgresql://…`) as `RDBStorage` with heartbeats,
+so a trial whose worker died is failed and retried once by a live worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "StorageError",
+    "make_storage",
+    "library_versions",
+    "check_versions",
+    "recover_stale_trials",
+    "worker_id",
+    "HEARTBEAT_INTERVAL_S",
+    "GRACE_PERIOD_S",
+]
+
+DEFAULT_STORAGE = "journal:mlruns/optuna.journal"
+HEARTBEAT_INTERVAL_S = int(os.environ.get("FOCALNET_SEARCH_HEARTBEAT_S", "10"))
+GRACE_PERIOD_S = int(os.environ.get("FOCALNET_SEARCH_GRACE_S", str(3 * HEARTBEAT_INTERVAL_S)))
+
+
+class StorageError(ValueError):
+    """Bad storage URL or an incompatible study in storage (CLI exit code 2)."""
+
+
+def make_storage(url: str, *, heartbeat: bool = True) -> Any:
+    """Build an Optuna storage from a URL.
+
+    Args:
+        url: "" or "journal:PATH" (journal file, default), or an SQLAlchemy URL such as
+            "postgresql://user:pw@host/db" or "sqlite:///file.db".
+        heartbeat: for RDB storages, enable Optuna's heartbeat and retry-once of stale trials.
+    """
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    url = url or DEFAULT_STORAGE
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        if not path.name:
+            raise StorageError(f"storage: journal URL needs a file path, got {url!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The open-lock works on every filesystem (NFS included), unlike the symlink lock's assumptions.
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    if "://" not in url:
+        raise StorageError(
+            f"storage: unsupported URL {url!r}; allowed: journal:PATH, postgresql://…, sqlite:///PATH"
+        )
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        kwargs = {
+            "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+            "grace_period": GRACE_PERIOD_S,
+            "failed_trial_callback": RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False),
+        }
+    try:
+        engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except (optuna.exceptions.StorageInternalError, ImportError, Exception) as e:  # noqa: BLE001
+        from search.tracking import redact_url
+
+        raise StorageError(f"storage: cannot open {redact_url(url)}: {str(e).splitlines()[0]}") from None
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that must match across the workers of one study."""
+    import importlib.metadata as md
+
+    import optuna
+    import torch
+
+    try:
+        project = md.version("focalnet-search")
+    except md.PackageNotFoundError:
+        project = "0+unknown"
+    return {"optuna": optuna.__version__, "torch": torch.__version__, "focalnet-search": project}
+
+
+def check_versions(study: Any) -> None:
+    """Refuse to work on a study created with different library versions (mixed numbers are not comparable)."""
+    stored = study.user_attrs.get("versions")
+    if not stored:
+        return
+    mine = library_versions()
+    for name in sorted(stored):
+        if stored[name] != mine.get(name):
+            raise StorageError(
+                f"versions: study {study.study_name!r} was created with {name}=={stored[name]}, "
+                f"this worker has {name}=={mine.get(name)}; use identical versions"
+            )
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale_trials(study: Any) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host is gone, and enqueue one retry each.
+
+    Journal storage has no heartbeat, so a worker records `host:pid` on each trial and the next start on
+    that host detects dead owners. (RDB storages use Optuna's heartbeat instead.) Returns the failed
+    trial numbers.
+    """
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get("worker", "")
+        h, _, pid = owner.rpartition(":")
+        if h != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {owner} died (stale)")
+            failed.append(t.number)
+            if t.user_attrs.get("retry_of") is None:  # retry once, like Optuna's RetryFailedTrialCallback
+                attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "name", "fixed_overrides")}
+                study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
+    return failed

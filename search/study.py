@@ -1,0 +1,319 @@
+"""Run a study: create or join it in storage, run trials in one or more workers, refresh the report.
+
+`run_study` is what `python -m search run` calls; `run_worker` is one worker's loop (also
+`python -m search worker`). Every worker shares decisions through the Optuna storage only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.objective import Objective
+from search.records import refresh_parent, study_records, trial_summary_line
+from search.space import fixed_trials
+from search.storage import (
+    StorageError,
+    check_versions,
+    library_versions,
+    make_storage,
+    recover_stale_trials,
+)
+from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
+
+__all__ = ["run_study", "run_worker", "open_study", "code_version", "budget_used", "cpu_count"]
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def code_version() -> str:
+    """Git commit of the working tree (+dirty), so every logged number traces to its code."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return library_versions()["focalnet-search"]
+    return (sha[:12] + ("+dirty" if dirty else "")) if sha else library_versions()["focalnet-search"]
+
+
+def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec: bool = False, data_hash: str | None = None) -> optuna.Study:
+    """Create the study (first worker) or load it (everyone else), refusing incompatible ones.
+
+    Args:
+        spec: the parsed StudySpec.
+        storage_url: Optuna storage URL (see `search.storage.make_storage`).
+        create: create the study and enqueue its fixed trials if it does not exist.
+        allow_changed_spec: continue a study whose stored spec hash differs (mixed spaces corrupt comparisons).
+        data_hash: recorded on creation.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(storage_url)
+    sampler = make_sampler(spec)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
+    except KeyError:
+        if not create:
+            raise StorageError(f"study: {spec.name!r} does not exist in {redact_url(storage_url)}") from None
+        try:
+            study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, directions=spec.objectives.directions)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker won the race
+            study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
+        else:
+            study.set_user_attr("spec_hash", spec.spec_hash)
+            study.set_user_attr("spec", spec.to_dict())
+            study.set_user_attr("spec_raw", spec.raw)
+            study.set_user_attr("spec_source", str(spec.source))
+            study.set_user_attr("versions", library_versions())
+            study.set_user_attr("objective_names", list(spec.objectives.names))
+            study.set_user_attr("data_hash", data_hash)
+            study.set_user_attr("created_at", time.time())
+            for fixed in fixed_trials(spec):
+                study.enqueue_trial({}, user_attrs={"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]})
+            return study
+    check_versions(study)
+    stored = study.user_attrs.get("spec_hash")
+    if stored and stored != spec.spec_hash and not allow_changed_spec:
+        raise StorageError(
+            f"spec: study {spec.name!r} exists with a different spec (hash {stored[:12]} vs {spec.spec_hash[:12]}); "
+            "rename the study or pass --allow-changed-spec"
+        )
+    if [d.name.lower() for d in study.directions] != list(spec.objectives.directions):
+        raise StorageError(f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}")
+    return study
+
+
+def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    seed = spec.seed
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=max(4, min(10, (spec.n_trials or 20) // 3)))
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if spec.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def budget_used(study: optuna.Study) -> tuple[int, int]:
+    """(trials that count against the budget, trials waiting in the queue).
+
+    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). A FAIL from a
+    dead worker does not count: its retry is queued as WAITING and runs regardless.
+    """
+    used = waiting = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+            used += 1
+        elif t.state == TrialState.FAIL and "stale" not in str(t.user_attrs.get("fail_reason", "stale")):
+            used += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+    return used, waiting
+
+
+def _tracker(spec: Any, tracking_uri: str, study: optuna.Study) -> StudyTracker | None:
+    if tracking_uri == "none":
+        return None
+    return StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
+
+
+def run_worker(
+    spec: Any,
+    *,
+    storage_url: str,
+    tracking_uri: str,
+    n_trials: int | None,
+    timeout_s: float | None,
+    threads: int,
+    data: Any = None,
+    progress: bool = True,
+    create: bool = True,
+    allow_changed_spec: bool = False,
+) -> int:
+    """One worker: run trials until the study's global budget or the deadline is reached.
+
+    Returns the number of trials this worker ran.
+    """
+    from search.data import load_dataset
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if data is None:
+        data = load_dataset(spec.data.dataset, n_train=spec.data.n_train, n_val=spec.data.n_val, n_test=spec.data.n_test, seed=spec.data.seed)
+    study = open_study(spec, storage_url, create=create, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash)
+    if study.user_attrs.get("data_hash") not in (None, data.data_hash):
+        raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
+    recover_stale_trials(study)
+    tracker = _tracker(spec, tracking_uri, study)
+    if tracker is not None:
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent is None:
+            parent = tracker.parent_run_id(spec=spec.to_dict(), params=_parent_params(spec, storage_url, data), tags=_parent_tags(spec, storage_url, data))
+        _close_dead_runs(study, tracker)
+    objective = Objective(spec=spec, data=data, tracker=tracker, threads=threads, progress=progress)
+    t_start = time.time()
+    deadline = t_start + timeout_s if timeout_s else None
+    ran = 0
+
+    def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        print(trial_summary_line(study, spec, frozen, t_start=t_start, n_trials=n_trials), flush=True)
+        if tracker is not None:
+            refresh_parent(study, spec, tracker)
+
+    while True:
+        used, waiting = budget_used(study)
+        if not waiting and n_trials is not None and used >= n_trials:
+            break
+        if deadline is not None and time.time() >= deadline:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False)
+        ran += 1
+    return ran
+
+
+def _close_dead_runs(study: optuna.Study, tracker: StudyTracker) -> None:
+    """MLflow runs of trials that are no longer RUNNING in Optuna (a killed worker) get closed."""
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    tracker.close_stale_runs(None, states)
+
+
+def _parent_params(spec: Any, storage_url: str, data: Any) -> dict[str, Any]:
+    return {
+        "study.name": spec.name,
+        "study.sampler": spec.sampler,
+        "study.seed": spec.seed,
+        "study.n_trials": spec.n_trials,
+        "study.objectives": ",".join(spec.objectives.names),
+        "data.dataset": spec.data.dataset,
+        "data.hash": data.data_hash,
+        "data.seed": spec.data.seed,
+        "storage": redact_url(storage_url or "journal:mlruns/optuna.journal"),
+    }
+
+
+def _parent_tags(spec: Any, storage_url: str, data: Any) -> dict[str, str]:
+    versions = library_versions()
+    return {
+        "fs.spec_hash": spec.spec_hash,
+        "fs.code_version": code_version(),
+        "fs.data_hash": data.data_hash,
+        "fs.storage": redact_url(storage_url or "journal:mlruns/optuna.journal"),
+        **{f"fs.version.{k}": v for k, v in versions.items()},
+    }
+
+
+def run_study(
+    spec: Any,
+    *,
+    n_trials: int | None = None,
+    jobs: int = 1,
+    storage_url: str | None = None,
+    tracking_uri: str | None = None,
+    allow_changed_spec: bool = False,
+    progress: bool = True,
+) -> optuna.Study:
+    """Create/continue the study and run it with `jobs` local worker processes (1 = in this process).
+
+    Everything that can be wrong with the input (spec, data, storage, versions) is checked before
+    anything is written to storage or MLflow.
+    """
+    from search.data import load_dataset
+
+    storage_url = storage_url if storage_url is not None else spec.storage
+    tracking_uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
+    n_trials = n_trials if n_trials is not None else spec.n_trials
+    data = load_dataset(spec.data.dataset, n_train=spec.data.n_train, n_val=spec.data.n_val, n_test=spec.data.n_test, seed=spec.data.seed)
+    if tracking_uri != "none":
+        ensure_local_store(tracking_uri)
+    study = open_study(spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash)
+    if tracking_uri != "none":
+        tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
+        parent = tracker.parent_run_id(spec=spec.to_dict(), params=_parent_params(spec, storage_url, data), tags=_parent_tags(spec, storage_url, data))
+        if study.user_attrs.get("mlflow_parent_run_id") != parent:
+            study.set_user_attr("mlflow_parent_run_id", parent)
+    cores = cpu_count()
+    t0 = time.time()
+    try:
+        if jobs <= 1:
+            threads = spec.train.get("threads") or cores
+            run_worker(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials, timeout_s=spec.timeout_s, threads=threads, data=data, progress=progress, allow_changed_spec=allow_changed_spec)
+        else:
+            _run_processes(spec, jobs=jobs, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials, threads=max(1, cores // jobs), allow_changed_spec=allow_changed_spec, study=study, progress=progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trial is marked FAIL; re-run the same command to continue", file=sys.stderr)
+        raise
+    finally:
+        if tracking_uri != "none":
+            try:
+                tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
+                _close_dead_runs(study, tracker)
+                refresh_parent(study, spec, tracker)
+            except Exception as e:  # the study's results are safe in storage; the report can be redone
+                print(f"warning: could not refresh the MLflow parent run: {e}", file=sys.stderr)
+    records = study_records(study, spec)
+    done = sum(r["state"] == "COMPLETE" for r in records)
+    print(f"study {spec.name}: {len(records)} trials ({done} complete) in {time.time() - t0:.0f}s; "
+          f"`python -m search report {spec.name}` for the Pareto table")
+    return study
+
+
+def _run_processes(spec: Any, *, jobs: int, storage_url: str, tracking_uri: str, n_trials: int | None, threads: int, allow_changed_spec: bool, study: optuna.Study, progress: bool) -> None:
+    """J worker processes on one machine; a crashed worker does not stop the others."""
+    src = spec.source
+    cmd_base = [sys.executable, "-m", "search", "worker", src, "--storage", storage_url or "", "--tracking-uri", tracking_uri, "--threads", str(threads), "--no-progress"]
+    if n_trials is not None:
+        cmd_base += ["--n-trials", str(n_trials)]
+    if spec.timeout_s:
+        cmd_base += ["--timeout-s", str(spec.timeout_s)]
+    if allow_changed_spec:
+        cmd_base += ["--allow-changed-spec"]
+    procs = [subprocess.Popen(cmd_base, start_new_session=True) for _ in range(jobs)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_trials, desc=f"study {spec.name}", unit="trial", dynamic_ncols=True)
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(1.0)  # polling the storage for the progress bar only; no decisions depend on it
+            if bar is not None:
+                _update_bar(bar, study, spec)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        if bar is not None:
+            _update_bar(bar, study, spec)
+            bar.close()
+    bad = [p.returncode for p in procs if p.returncode]
+    if bad:
+        print(f"warning: {len(bad)} of {jobs} workers exited with errors {bad}; the others finished the study", file=sys.stderr)
+
+
+def _update_bar(bar: Any, study: optuna.Study, spec: Any) -> None:
+    records = study_records(study, spec)
+    finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    front = [r for r in records if r.get("pareto")]
+    best = max((r["values"]["accuracy"] for r in records if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values")), default=float("nan"))
+    bar.n = len(finished)
+    bar.set_postfix(front=len(front), best=f"{best:.3f}", refresh=False)
+    bar.refresh()

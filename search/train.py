@@ -1,0 +1,361 @@
+"""Short, deterministic training runs of a keypoint model on a `KeypointData`.
+
+One path: seed → build model → AdamW (decay on weights only) with warm-up + cosine → masked loss on
+coordinates normalised to the patch → evaluate on val at fixed steps (callback may stop the run) →
+final val and test metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "train",
+    "predict",
+    "param_groups",
+    "resolve_device",
+]
+
+LOSSES = ("l1", "smooth_l1", "mse")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Budget and optimisation hyperparameters of one short run.
+
+    Args:
+        steps: optimiser steps (the budget).
+        batch_size: patches per step.
+        lr: peak learning rate of AdamW.
+        weight_decay: decoupled decay, applied to weight matrices/kernels only (not norms, biases, gammas).
+        warmup_steps: linear warm-up from 0 to `lr`, then cosine decay to 0.
+        loss: "l1" | "smooth_l1" | "mse" on coordinates normalised to the patch, masked by visibility.
+        smooth_l1_beta: transition point of smooth-L1, in patch units (0.02 = 1.3 px at 64 px).
+        eval_every: evaluate on val every this many steps (and always at the last step).
+        eval_steps: extra evaluation steps (the search puts its early-stopping rungs here).
+        eval_batch_size: batch size for evaluation.
+        seed: seeds model init, batch order and everything random in the run.
+        threads: torch CPU threads (0 = leave torch's default).
+        device: "auto" (CUDA when present, else CPU), "cpu" or "cuda[:i]".
+        bf16: bfloat16 autocast for forward passes.
+        channels_last: channels-last memory format for model and inputs.
+        grad_clip: clip the global gradient norm to this value (0 = off).
+        max_grad_norm: a gradient norm above this (before clipping) stops the run as diverged.
+    """
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 40
+    loss: str = "smooth_l1"
+    smooth_l1_beta: float = 0.02
+    eval_every: int = 100
+    eval_steps: tuple[int, ...] = ()
+    eval_batch_size: int = 256
+    seed: int = 0
+    threads: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    grad_clip: float = 1.0
+    max_grad_norm: float = 1e4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eval_steps", tuple(int(s) for s in self.eval_steps))
+        _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(0 < self.lr < 1, "lr", f"must be in (0, 1), got {self.lr}")
+        _check(0 <= self.weight_decay < 1, "weight_decay", f"must be in [0, 1), got {self.weight_decay}")
+        _check(
+            0 <= self.warmup_steps < self.steps,
+            "warmup_steps",
+            f"must be in [0, steps={self.steps}), got {self.warmup_steps}",
+        )
+        _check(self.loss in LOSSES, "loss", f"must be one of {LOSSES}, got {self.loss!r}")
+        _check(self.smooth_l1_beta > 0, "smooth_l1_beta", f"must be > 0, got {self.smooth_l1_beta}")
+        _check(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        _check(
+            all(1 <= s <= self.steps for s in self.eval_steps),
+            "eval_steps",
+            f"each must be in [1, steps={self.steps}], got {list(self.eval_steps)}",
+        )
+        _check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _check(self.threads >= 0, "threads", f"must be >= 0 (0 = default), got {self.threads}")
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "device",
+            f"must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}",
+        )
+        _check(self.grad_clip >= 0, "grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(self.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {self.max_grad_norm}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["eval_steps"] = list(self.eval_steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown TrainConfig field; allowed: {', '.join(sorted(names))}")
+        return cls(**dict(d))
+
+    def evaluation_steps(self) -> list[int]:
+        steps = set(range(self.eval_every, self.steps + 1, self.eval_every))
+        return sorted(steps | set(self.eval_steps) | {self.steps})
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {message}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf or the gradient exploded; carries the step and the reason."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"training diverged at step {step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. Metric dicts use the keys of `search.metrics.keypoint_metrics`."""
+
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[tuple[int, dict[str, float]]]
+    state_dict: dict[str, torch.Tensor]
+    steps_done: int
+    wall_s: float
+    train_s: float
+    data_s: float
+    eval_s: float
+    losses: list[float] = field(default_factory=list)
+    device: str = "cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices and conv kernels (ndim >= 2) only.
+
+    Norm weights, biases and layerscale gammas are 1-D and never decayed. (The official FocalNet code
+    decides by name lists that do not match its own parameter names, so its grouping is not a guide.)
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:  # step = number of optimiser steps already taken
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    if cfg.loss == "l1":
+        per = (pred - target).abs()
+    elif cfg.loss == "mse":
+        per = (pred - target).square()
+    else:
+        per = nn.functional.smooth_l1_loss(pred, target, reduction="none", beta=cfg.smooth_l1_beta)
+    m = mask.unsqueeze(-1).to(per.dtype)
+    return (per * m).sum() / (m.sum() * 2).clamp_min(1.0)
+
+
+def _to_input(images_u8: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = images_u8.to(device, non_blocking=True).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Predicted joints in pixels (N, K, 2) for uint8 images (N, 3, H, W)."""
+    device = torch.device(device)
+    imgs = torch.as_tensor(images)
+    img_size = imgs.shape[-1]
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(imgs), batch_size):
+        x = _to_input(imgs[i : i + batch_size], device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            y = model(x)
+        out.append(y.float().cpu())
+    model.train(was_training)
+    return (torch.cat(out) * img_size).numpy() if out else np.zeros((0, 0, 2), np.float32)
+
+
+def _evaluate(model: nn.Module, split: Any, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    from search.metrics import keypoint_metrics
+
+    pred = predict(
+        model,
+        split.images,
+        batch_size=cfg.eval_batch_size,
+        device=device,
+        bf16=cfg.bf16,
+        channels_last=cfg.channels_last,
+    )
+    return {k: float(v) for k, v in keypoint_metrics(pred, split.keypoints, split.visibility, split.images.shape[-1]).items()}
+
+
+def train(
+    model_config: Any,
+    train_config: TrainConfig | Mapping[str, Any],
+    data: Any,
+    *,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train a keypoint model for `train_config.steps` steps and evaluate it.
+
+    Args:
+        model_config: a `focalnet.ModelConfig` or its dict.
+        train_config: a `TrainConfig` or its dict.
+        data: a `search.data.KeypointData` (uint8 images, pixel keypoints, visibility).
+        callback: called as `callback(step, val_metrics)` after every evaluation; raise to stop the run
+            (the exception propagates unchanged).
+        progress: show a progress bar (steps/s, ETA) on stderr.
+        desc: progress bar label.
+
+    Raises:
+        TrainingDiverged: NaN/inf loss or a gradient norm above `max_grad_norm`.
+    """
+    from focalnet import ModelConfig, build_model
+
+    cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+    mcfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config)
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(mcfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+
+    train_split = data.train
+    img_size = train_split.images.shape[-1]
+    images = torch.from_numpy(np.ascontiguousarray(train_split.images))
+    targets = torch.from_numpy(np.ascontiguousarray(train_split.keypoints, dtype=np.float32)) / img_size
+    masks = torch.from_numpy(np.ascontiguousarray(train_split.visibility) > 0)
+    n = len(images)
+    if n == 0:
+        raise ValueError("data.train: the training split is empty")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(n, generator=gen)
+    cursor = 0
+
+    eval_at = set(cfg.evaluation_steps())
+    history: list[tuple[int, dict[str, float]]] = []
+    losses: list[float] = []
+    data_s = train_s = eval_s = 0.0
+    bar = _progress_bar(cfg.steps, desc) if progress else None
+    model.train()
+    val: dict[str, float] = {}
+    for step in range(1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        if cursor + cfg.batch_size > n:  # new epoch: fresh permutation from the run's generator
+            order = torch.randperm(n, generator=gen)
+            cursor = 0
+        idx = order[cursor : cursor + cfg.batch_size]
+        cursor += cfg.batch_size
+        x = _to_input(images[idx], device, cfg.channels_last)
+        y, m = targets[idx].to(device), masks[idx].to(device)
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            pred = model(x)
+        loss = _masked_loss(pred.float(), y, m, cfg)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(step, f"loss is {loss.item()}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+        if not torch.isfinite(gnorm) or gnorm.item() > cfg.max_grad_norm:
+            raise TrainingDiverged(step, f"gradient norm {gnorm.item():.3g} exceeds max_grad_norm={cfg.max_grad_norm:g}")
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        t2 = time.perf_counter()
+        data_s += t1 - t0
+        train_s += t2 - t1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        if step in eval_at:
+            val = _evaluate(model, data.val, cfg, device)
+            val["loss"] = float(np.mean(losses[-cfg.eval_every :]))
+            history.append((step, dict(val)))
+            eval_s += time.perf_counter() - t2
+            if bar is not None:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", val_pck=f"{val.get('pck_0.05', float('nan')):.3f}")
+            if callback is not None:
+                callback(step, dict(val))
+            model.train()
+    if bar is not None:
+        bar.close()
+    test = _evaluate(model, data.test, cfg, device) if len(data.test.images) else {}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainResult(
+        val=val,
+        test=test,
+        history=history,
+        state_dict=state,
+        steps_done=cfg.steps,
+        wall_s=time.perf_counter() - t_start,
+        train_s=train_s,
+        data_s=data_s,
+        eval_s=eval_s,
+        losses=losses,
+        device=str(device),
+    )
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5)

@@ -1,0 +1,130 @@
+"""Tests for search.costs: params, FLOPs, latency protocol and constraint values (tiny models)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from focalnet import build_model
+from search.costs import (
+    Costs,
+    Latency,
+    LatencyProtocol,
+    constraint_values,
+    measure_costs,
+    measure_latency,
+)
+
+FAST = {"warmup": 1, "repeats": 3, "min_repeat_ms": 0.5}
+TINY_FOCAL = {
+    "backbone": "focalnet",
+    "num_keypoints": 4,
+    "focalnet": {"img_size": 32, "embed_dim": 8, "depths": [1, 1], "patch_size": 4},
+    "head_hidden": [16],
+}
+
+
+def baseline_cfg(img_size: int) -> dict:
+    return {
+        "backbone": "baseline",
+        "num_keypoints": 4,
+        "baseline": {"img_size": img_size, "channels": [4, 8, 8]},
+    }
+
+
+def test_params_equal_numel_sum_and_flops_positive() -> None:
+    costs = measure_costs(TINY_FOCAL, latency_spec=FAST, baseline_ms=None)
+    torch.manual_seed(0)
+    model = build_model(TINY_FOCAL)
+    assert costs.params == sum(p.numel() for p in model.parameters())
+    assert costs.flops > 0
+    assert costs.latency_ratio is None and costs.baseline_latency_ms is None
+    assert costs.to_dict()["latency_ms"] == costs.latency.median_ms
+
+
+def test_flops_scale_with_image_area_for_conv_baseline() -> None:
+    f32 = measure_costs(baseline_cfg(32), latency_spec=FAST).flops
+    f64 = measure_costs(baseline_cfg(64), latency_spec=FAST).flops
+    # Convs scale exactly with area; the linear head grows too (4x features), so also ~4x.
+    assert 3.5 < f64 / f32 < 4.5
+
+
+def test_latency_struct_and_threads_restored() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.train()
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    lat = measure_latency(model, img_size=16, threads=wanted, warmup=1, repeats=3, min_repeat_ms=0.5)
+    assert torch.get_num_threads() == before
+    assert model.training  # mode restored
+    assert isinstance(lat, Latency)
+    assert lat.p10_ms <= lat.median_ms <= lat.p90_ms
+    assert lat.median_ms > 0 and lat.iqr_ms >= 0
+    assert (lat.repeats, lat.batch_size, lat.threads, lat.device) == (3, 1, wanted, "cpu")
+    assert lat.inner >= 1
+
+
+def test_threads_restored_after_error() -> None:
+    before = torch.get_num_threads()
+
+    class Boom(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        measure_latency(Boom(), img_size=8, threads=1 if before != 1 else 2, warmup=1, repeats=1)
+    assert torch.get_num_threads() == before
+
+
+def test_ratio_and_spec_object() -> None:
+    spec = SimpleNamespace(
+        device="cpu", batch_size=2, threads=1, warmup=1, repeats=3
+    )  # like spec.LatencySpec
+    costs = measure_costs(baseline_cfg(32), latency_spec=spec, baseline_ms=2.0)
+    assert costs.latency.batch_size == 2
+    assert costs.latency_ratio == pytest.approx(costs.latency.median_ms / 2.0)
+    with pytest.raises(ValueError, match="^latency_spec"):
+        LatencyProtocol.coerce({"repeat": 3})
+
+
+def test_measure_costs_does_not_touch_global_rng() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    measure_costs(baseline_cfg(32), latency_spec=FAST)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def _costs(params: int = 1000, flops: int = 10_000, ms: float = 2.0, ratio: float | None = 1.5) -> Costs:
+    lat = Latency(ms, 0.1, ms * 0.9, ms * 1.1, 3, 1, 1, "cpu")
+    return Costs(params, flops, lat, None if ratio is None else ms / ratio, ratio)
+
+
+def test_constraint_values() -> None:
+    c = _costs()
+    v = constraint_values(c, {"max_params": 2000, "max_latency_ms": 1.0, "max_flops": None})
+    assert v == pytest.approx({"params": -0.5, "latency_ms": 1.0})
+    # Objects with attributes (search.spec.ConstraintSpec) work the same way.
+    spec = SimpleNamespace(max_params=1000, max_latency_ms=None, max_flops=5000)
+    assert constraint_values(c, spec) == pytest.approx({"params": 0.0, "flops": 1.0})
+    assert constraint_values(c, {"max_latency_ratio": 3.0}) == pytest.approx({"latency_ratio": -0.5})
+    assert constraint_values(c, None) == {}
+    with pytest.raises(ValueError, match="^constraints"):
+        constraint_values(c, {"max_param": 1})
+    with pytest.raises(ValueError, match="^constraints"):
+        constraint_values(_costs(ratio=None), {"max_latency_ratio": 1.0})
+
+
+def test_thread_clock() -> None:
+    model = nn.Conv2d(3, 4, 3)
+    lat = measure_latency(
+        model, img_size=16, threads=1, warmup=1, repeats=3, min_repeat_ms=0.5, clock="thread"
+    )
+    assert lat.clock == "thread" and lat.median_ms > 0
+    with pytest.raises(ValueError, match="^clock"):
+        measure_latency(model, img_size=16, threads=2, clock="thread")
+    with pytest.raises(ValueError, match="^clock"):
+        measure_latency(model, img_size=16, clock="cycles")

@@ -1,0 +1,192 @@
+"""Search space: sampling, resolving and up-front checks (search.space)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+
+from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
+from search.space import VARIANTS, check_space, fixed_trials, resolve_config, sample_params
+from search.spec import SpecError, StudySpec, load_spec, parse_spec
+from search.train import TrainConfig
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+MINIMAL = '[study]\nname = "t"\nn_trials = 3\nseed = 7\n[train]\nsteps = 50\n'
+
+
+def parse(text: str) -> StudySpec:
+    return parse_spec(tomllib.loads(text), source="t.toml")
+
+
+def _check_config(spec: StudySpec, params: dict, config: dict) -> FocalNetConfig:
+    assert json.loads(json.dumps(config)) == config
+    model = ModelConfig.from_dict(config["model"])
+    TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["train"].items()})
+    fn = model.focalnet
+    assert len(fn.depths) <= max_stages(fn.img_size, fn.patch_size)
+    for name, value in params.items():
+        prefix, _, leaf = name.partition(".")
+        if prefix == "train":
+            assert config["train"][leaf] == value
+        elif leaf == "num_stages":
+            assert fn.num_stages == value
+        elif leaf == "depth":
+            assert fn.depths[0] == value
+        elif leaf == "mid_depth_ratio":
+            assert fn.depths[2] == fn.depths[0] * value
+        else:
+            assert getattr(fn, leaf) == value
+    return fn
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+@pytest.mark.parametrize("study_file", ["default.toml", "example.toml"])
+def test_sampled_architectures_are_always_valid(sampler: str, study_file: str) -> None:
+    spec = load_spec(STUDIES / study_file)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    samplers = {
+        "random": optuna.samplers.RandomSampler(seed=0),
+        "tpe": optuna.samplers.TPESampler(seed=0, n_startup_trials=10),
+    }
+    study = optuna.create_study(directions=spec.objectives.directions, sampler=samplers[sampler])
+    stage_counts = set()
+    for i in range(50):
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        assert params == trial.params
+        fn = _check_config(spec, params, resolve_config(spec, params))
+        stage_counts.add((fn.patch_size, fn.num_stages))
+        if fn.num_stages < 3:
+            assert "arch.mid_depth_ratio" not in params
+        study.tell(trial, [((i * 37) % 11) / 10, float(i % 7), float(i % 5)])
+    assert len(stage_counts) > 3  # the space is actually explored
+
+
+def test_num_stages_upper_bound_clipped_per_patch_size() -> None:
+    spec = parse(
+        MINIMAL
+        + "[space]\n'arch.patch_size' = { choices = [8, 16] }\n'arch.num_stages' = { low = 1, high = 6 }\n"
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = {8: set(), 16: set()}
+    for _ in range(60):
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        seen[params["arch.patch_size"]].add(params["arch.num_stages"])
+        study.tell(trial, 0.0)
+    assert max(seen[16]) == max_stages(64, 16) == 3
+    assert max(seen[8]) == max_stages(64, 8) == 4
+
+
+def test_resolve_config_is_complete_and_reproducible() -> None:
+    spec = load_spec(STUDIES / "default.toml")
+    params = {
+        "arch.patch_size": 4,
+        "arch.num_stages": 4,
+        "arch.depth": 2,
+        "arch.mid_depth_ratio": 3,
+        "arch.embed_dim": 16,
+        "arch.focal_levels": 3,
+        "arch.focal_windows": 5,
+        "arch.overlapped_embed": True,
+        "arch.contexts": "independent",
+        "train.lr": 1e-3,
+    }
+    config = resolve_config(spec, params)
+    assert set(config) == {"model", "train", "data"}
+    assert config["model"]["focalnet"]["depths"] == [2, 2, 6, 2]
+    assert set(config["model"]["focalnet"]) == {f.name for f in dataclasses.fields(FocalNetConfig)}
+    assert set(config["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert config["train"]["lr"] == 1e-3 and config["train"]["steps"] == 400 and config["train"]["seed"] == 0
+    assert config["train"]["eval_steps"] == [100, 200]  # the rungs are evaluation points
+    assert config["data"] == {
+        "dataset": "synthetic:medium",
+        "n_train": 8000,
+        "n_val": 1000,
+        "n_test": 1000,
+        "seed": 0,
+    }
+    again = json.loads(json.dumps(config))
+    assert ModelConfig.from_dict(again["model"]).to_dict() == config["model"]
+    assert resolve_config(spec, params) == config
+
+
+def test_resolve_builds_a_model() -> None:
+    spec = load_spec(STUDIES / "quick.toml")
+    config = resolve_config(spec, {"arch.num_stages": 2, "arch.embed_dim": 8})
+    assert config["model"]["focalnet"]["depths"] == [1, 1]
+    model = build_model(config["model"])
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_searched_layout_wins_over_model_depths_and_seed_rules() -> None:
+    spec = parse(
+        MINIMAL + "[model]\ndepths = [2, 2, 6, 2]\n[space]\n'arch.num_stages' = { low = 1, high = 4 }\n"
+    )
+    assert resolve_config(spec, {})["model"]["focalnet"]["depths"] == [2, 2, 6, 2]
+    assert resolve_config(spec, {"arch.num_stages": 3})["model"]["focalnet"]["depths"] == [2, 2, 6]
+    assert resolve_config(spec, {"arch.num_stages": 2})["model"]["focalnet"]["depths"] == [2, 2]
+    assert resolve_config(spec, {})["train"]["seed"] == 7  # study.seed
+    assert resolve_config(spec, {}, overrides={"train": {"seed": 3}})["train"]["seed"] == 3
+    with pytest.raises(SpecError, match="resolved config"):
+        resolve_config(spec, {"arch.focal_windows": 4})
+    with pytest.raises(SpecError, match="unknown parameter"):
+        resolve_config(spec, {"model.x": 1})
+
+
+def test_fixed_trials_and_overrides() -> None:
+    spec = load_spec(STUDIES / "variants.toml")
+    trials = fixed_trials(spec)
+    assert [(t["role"], t["name"]) for t in trials] == [
+        ("baseline", "baseline"),
+        ("variant", "T-SRF"),
+        ("variant", "T-LRF"),
+        ("variant", "deep-thin"),
+    ]
+    assert trials[0]["overrides"] == {"model": {"backbone": "baseline"}}
+    for t in trials:
+        config = resolve_config(spec, {}, overrides=t["overrides"])
+        assert json.loads(json.dumps(config)) == config
+        model = ModelConfig.from_dict(config["model"])
+        if t["role"] == "variant":
+            fn = model.focalnet
+            want = VARIANTS[t["name"]]
+            assert fn.embed_dim == want["embed_dim"] and list(fn.depths) == want["depths"]
+            assert fn.focal_levels == want["focal_levels"] and fn.focal_windows == want["focal_windows"]
+        else:
+            assert model.backbone == "baseline"
+    assert VARIANTS["T-SRF"]["depths"] == [2, 2, 6, 2] and VARIANTS["deep-thin"]["depths"] == [3, 3, 16, 3]
+    assert fixed_trials(parse(MINIMAL + "")) == [
+        {"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}}
+    ]
+
+
+def test_overrides_accept_derived_names() -> None:
+    spec = parse(MINIMAL)
+    cfg = resolve_config(
+        spec, {}, overrides={"model": {"focalnet": {"num_stages": 3, "depth": 1, "mid_depth_ratio": 2}}}
+    )
+    assert cfg["model"]["focalnet"]["depths"] == [1, 1, 2]
+    with pytest.raises(SpecError, match="overrides.nope"):
+        resolve_config(spec, {}, overrides={"nope": {}})
+
+
+def test_check_space_can_be_called_directly() -> None:
+    spec = parse_spec(
+        tomllib.loads(
+            MINIMAL
+            + "[space]\n'arch.patch_size' = { choices = [32] }\n'arch.num_stages' = { low = 3, high = 4 }\n"
+        ),
+        source="t.toml",
+        check=False,
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"space\.arch\.num_stages: low=3 impossible with arch\.patch_size=32 on 64 px \(max 2",
+    ):
+        check_space(spec)

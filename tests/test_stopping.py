@@ -1,0 +1,190 @@
+"""Tests for search.stopping: promotion decisions on synthetic records and through real storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from search.stopping import ParetoASHA, RungRecord, prune, rank_pool, should_continue
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DIRS3 = ("maximize", "minimize", "minimize")  # (rung accuracy, params, latency_ms)
+DIRS2 = ("maximize", "minimize")
+
+
+def rec(number: int, *values: float) -> RungRecord:
+    return RungRecord(number, tuple(values))
+
+
+# --- pure decision rule --------------------------------------------------------------------------
+
+
+def test_first_arrival_continues() -> None:
+    assert should_continue(rec(5, 0.1, 1e6), [], eta=3, directions=DIRS2)
+
+
+def test_dominated_trial_stopped_when_pool_reaches_eta() -> None:
+    comps = [rec(0, 0.9, 100.0), rec(1, 0.8, 50.0)]
+    # Pool of 3 with eta=3 -> k=1; the candidate is dominated by both.
+    assert not should_continue(rec(2, 0.5, 200.0), comps, eta=3, directions=DIRS2)
+    # A candidate that dominates everyone is rank 0 alone -> first -> continues.
+    assert should_continue(rec(2, 0.95, 40.0), comps, eta=3, directions=DIRS2)
+
+
+def test_early_arrivals_face_k_equal_one() -> None:
+    # eta=3, second arrival: pool 2 -> k=1. Both non-dominated with inf crowding -> earlier wins.
+    first = rec(0, 0.9, 100.0)
+    assert not should_continue(rec(1, 0.5, 10.0), [first], eta=3, directions=DIRS2)
+    # ... unless the newcomer dominates it.
+    assert should_continue(rec(1, 0.95, 10.0), [first], eta=3, directions=DIRS2)
+    # With eta=2 the same non-dominated pair gives k=1 too, so the result is the same.
+    assert not should_continue(rec(1, 0.5, 10.0), [first], eta=2, directions=DIRS2)
+
+
+def test_ties_broken_by_trial_number() -> None:
+    comps = [rec(3, 0.7, 10.0), rec(9, 0.7, 10.0)]
+    # Identical values: same rank, same (inf) crowding -> lower number first; pool 3, eta 3 -> k=1.
+    assert should_continue(rec(1, 0.7, 10.0), comps, eta=3, directions=DIRS2)
+    assert not should_continue(rec(4, 0.7, 10.0), comps, eta=3, directions=DIRS2)
+    # A stale record of the candidate itself in the competitors is ignored (no self-competition).
+    assert should_continue(rec(3, 0.7, 10.0), [rec(3, 0.1, 99.0)], eta=3, directions=DIRS2)
+
+
+def test_three_objectives_crowding_decides_inside_front() -> None:
+    a = rec(0, 0.9, 300.0, 3.0)  # best accuracy, extreme -> inf crowding
+    b = rec(1, 0.5, 100.0, 1.0)  # best params and latency, extreme -> inf crowding
+    c = rec(2, 0.7, 200.0, 2.0)  # on the front but interior -> finite crowding
+    d = rec(3, 0.4, 400.0, 4.0)  # dominated by all
+    e = rec(4, 0.6, 250.0, 2.5)  # dominated by c
+    g = rec(5, 0.3, 500.0, 5.0)  # dominated by all
+    pool = [a, b, c, d, e, g]
+    assert [r.number for r in rank_pool(pool, directions=DIRS3)][:3] == [0, 1, 2]
+
+    def others(x: RungRecord) -> list[RungRecord]:
+        return [r for r in pool if r is not x]
+
+    # Pool 6, eta 3 -> k=2: the two extremes continue, the interior front point does not.
+    assert should_continue(a, others(a), eta=3, directions=DIRS3)
+    assert should_continue(b, others(b), eta=3, directions=DIRS3)
+    assert not should_continue(c, others(c), eta=3, directions=DIRS3)
+    # eta 2 -> k=3: now c survives, and the dominated ones are still stopped.
+    assert should_continue(c, others(c), eta=2, directions=DIRS3)
+    assert not should_continue(e, others(e), eta=2, directions=DIRS3)
+    assert not should_continue(d, others(d), eta=2, directions=DIRS3)
+
+
+def test_nan_rung_value_is_worst() -> None:
+    comps = [rec(0, 0.2, 1000.0)]
+    assert not should_continue(rec(1, float("nan"), 1000.0), comps, eta=2, directions=DIRS2)
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="^eta"):
+        should_continue(rec(0, 1.0, 1.0), [], eta=1, directions=DIRS2)
+    with pytest.raises(ValueError, match="^values"):
+        should_continue(rec(0, 1.0), [rec(1, 1.0)], eta=2, directions=DIRS2)
+    with pytest.raises(ValueError, match="^eta"):
+        ParetoASHA(rungs=[10], eta=1, directions=DIRS2)
+    with pytest.raises(ValueError, match="^directions"):
+        ParetoASHA(rungs=[10], eta=2, directions=("up", "minimize"))
+
+
+# --- through optuna storage -----------------------------------------------------------------------
+
+
+def _study(storage: optuna.storages.BaseStorage | None = None, name: str | None = None) -> optuna.Study:
+    return optuna.create_study(storage=storage, study_name=name, directions=list(DIRS3))
+
+
+def test_check_reads_other_trials_through_storage() -> None:
+    study = _study()
+    asha = ParetoASHA(rungs=[100, 200], eta=2, directions=DIRS3)
+    t0 = study.ask()
+    assert asha.check(study, t0, 100, (0.9, 1e5, 1.0))
+    assert study.trials[0].user_attrs["rung_100"] == [0.9, 1e5, 1.0]
+    study.tell(t0, [0.95, 1e5, 1.0])  # COMPLETE trials still count as competitors
+
+    t1 = study.ask()
+    # Non-rung steps always continue and record nothing.
+    assert asha.check(study, t1, 50, (0.0, 1e9, 9.0))
+    assert "rung_50" not in study.trials[1].user_attrs
+    # Dominated by trial 0's record, which is only reachable through the storage -> stop.
+    assert not asha.check(study, t1, 100, (0.5, 2e5, 2.0))
+    with pytest.raises(optuna.TrialPruned):
+        prune(t1, 100)
+    study.tell(t1, state=TrialState.PRUNED)
+    frozen = study.trials[1]
+    assert frozen.state == TrialState.PRUNED
+    assert frozen.user_attrs["stop_rung"] == 100
+    assert frozen.user_attrs["rung_100"] == [0.5, 2e5, 2.0]
+
+    # Pool now {t0, t1 (PRUNED), t2}: k = 3 // 2 = 1, and t2 dominates both -> continue.
+    t2 = study.ask()
+    assert asha.check(study, t2, 100, (0.99, 5e4, 0.5))
+
+
+def test_baseline_never_stopped_and_never_counted() -> None:
+    study = _study()
+    asha = ParetoASHA(rungs=[100], eta=2, directions=DIRS3)
+    study.enqueue_trial({}, user_attrs={"role": "baseline"})
+    base = study.ask()
+    assert base.user_attrs["role"] == "baseline"
+    assert asha.check(study, base, 100, (0.99, 10.0, 0.1))  # excellent baseline, first arrival
+
+    t1 = study.ask()
+    # Dominated by the baseline, but the baseline is not a competitor -> first arrival -> continue.
+    assert asha.check(study, t1, 100, (0.5, 1e5, 2.0))
+    t2 = study.ask()
+    assert not asha.check(study, t2, 100, (0.4, 2e5, 3.0))  # dominated by t1 -> stopped
+
+    # A dominated baseline still continues.
+    study.enqueue_trial({}, user_attrs={"role": "baseline"})
+    base2 = study.ask()
+    assert asha.check(study, base2, 100, (0.0, 1e9, 99.0))
+
+
+def test_disabled_records_but_never_stops() -> None:
+    study = _study()
+    asha = ParetoASHA(rungs=[100], eta=2, directions=DIRS3, enabled=False)
+    t0 = study.ask()
+    assert asha.check(study, t0, 100, (0.9, 1.0, 1.0))
+    t1 = study.ask()
+    assert asha.check(study, t1, 100, (0.1, 9.0, 9.0))
+    assert study.trials[1].user_attrs["rung_100"] == [0.1, 9.0, 9.0]
+
+
+def test_nonfinite_values_roundtrip_as_worst(tmp_path: Path) -> None:
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "nan.log")))
+    study = _study(storage, "nan")
+    asha = ParetoASHA(rungs=[10], eta=2, directions=DIRS3)
+    t0 = study.ask()
+    assert asha.check(study, t0, 10, (float("nan"), 1.0, 1.0))
+    assert study.trials[0].user_attrs["rung_10"] == [None, 1.0, 1.0]
+    t1 = study.ask()
+    assert asha.check(study, t1, 10, (0.1, 1.0, 1.0))  # beats the diverged trial
+
+
+def test_journal_file_shared_between_handles(tmp_path: Path) -> None:
+    path = str(tmp_path / "journal.log")
+    _study(JournalStorage(JournalFileBackend(path)), "shared")
+    # Two independent storages/handles on the same file, as two worker processes would have.
+    h1 = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(path)))
+    h2 = optuna.load_study(study_name="shared", storage=JournalStorage(JournalFileBackend(path)))
+    asha = ParetoASHA(rungs=[100], eta=2, directions=DIRS3)
+
+    a = h1.ask()
+    assert asha.check(h1, a, 100, (0.9, 1e5, 1.0))
+    b = h2.ask()
+    # h2 sees a's record written by h1 -> b is dominated -> stopped.
+    assert not asha.check(h2, b, 100, (0.5, 2e5, 2.0))
+    assert h2.trials[a.number].user_attrs["rung_100"] == [0.9, 1e5, 1.0]
+    # And h1 sees b's record: pool {a, b, c} -> k=1; c is dominated by a -> stopped.
+    c = h1.ask()
+    assert not asha.check(h1, c, 100, (0.8, 1.5e5, 1.5))
+    assert h1.trials[b.number].user_attrs["rung_100"] == [0.5, 2e5, 2.0]
