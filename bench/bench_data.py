@@ -41,7 +41,9 @@ def main() -> None:
         t, c = time.perf_counter(), time.process_time()
         render(args.n, params, r, threads=args.threads)
         best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
-    print(f"cpu: {cpu_model()} ({len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"cpu: {cpu_model()} ({len(os.sched_getaffinity(0))} usable cores, load average {os.getloadavg()[0]:.1f})"
+    )
     print(f"preset={args.preset} threads={args.threads} n={args.n}: {args.n / best:,.0f} patches/s wall, "
           f"{args.n / best_cpu:,.0f} patches per CPU-second (best of {args.repeats})")  # fmt: skip
 

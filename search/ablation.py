@@ -212,7 +212,8 @@ def _check_cell(spec: Any, ab: Ablation, cell: dict[str, Any], key: str, what: s
         resolve_config(spec, {}, overrides=_cell_overrides(ab, cell, ab.seeds[0]))
     except SpecError as e:
         problem = str(e).removeprefix(f"{spec.source}: ").removeprefix("resolved config: ")
-        raise _err(spec, key, f"{what} builds an invalid configuration: {problem}") from None
+        allowed = "levels that build a valid config with [model] and the other factors' levels"
+        raise _err(spec, key, f"{what} builds an invalid configuration: {problem}", allowed) from None
 
 
 def parse_ablation(spec: Any) -> Ablation:
@@ -249,9 +250,11 @@ def parse_ablation(spec: Any) -> Ablation:
     factors: dict[str, tuple[Any, ...]] = {}
     for name, levels in _flatten_factors(spec, table.get("factors")).items():
         key = f"factors.{name}"
+        if name == "train.seed":
+            raise _err(spec, key, "the seed is not a factor: every cell runs every seed", "ablation.seeds")
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise _err(
                 spec, key, f"unknown factor {name!r}{hint}", "FocalNetConfig fields, train.<field>, config"
             )
@@ -422,16 +425,16 @@ def _paired_diffs(results: dict, ab: Ablation, factor: str, level: Any, metric: 
 
 
 def _fmt(metric: str, v: float, *, diff: bool = False) -> str:
-    """PCK in percent(-points), error in px, params in k, FLOPs in M."""
+    """PCK in percent(-points), error in px, params exact, FLOPs in millions."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     sign = "+" if diff else ""
     if "pck" in metric:
         return f"{100 * v:{sign}.1f}"
     if metric == "params":
-        return f"{v / 1e3:{sign}.0f}k"
+        return f"{v:{sign},.0f}"
     if metric == "flops":
-        return f"{v / 1e6:{sign}.1f}M"
+        return f"{v / 1e6:{sign}.2f}M"
     return f"{v:{sign}.2f}"
 
 

@@ -111,7 +111,10 @@ def load_dataset(
         except (ValueError, TypeError) as e:
             raise DataError(f"{uri}: {e}") from None
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        splits = [_synthetic_split(params, img_size, seed, i, n, cache) for i, n in enumerate((n_train, n_val, n_test))]
+        splits = [
+            _synthetic_split(params, img_size, seed, i, n, cache)
+            for i, n in enumerate((n_train, n_val, n_test))
+        ]
         sk = synthetic.SKELETONS[params.joints]
         names, edges = sk.joint_names, sk.edges
     else:
@@ -133,7 +136,10 @@ def _cut(uri: str, arrays: tuple[np.ndarray, ...], n_train: int, n_val: int, n_t
         raise DataError(f"{uri}: asked for {n_train}+{n_val}+{n_test} samples but the file has {total}")
     perm = np.random.Generator(np.random.PCG64(seed)).permutation(total)
     bounds = np.cumsum([0, n_train, n_val, n_test])
-    return [Split(*(np.ascontiguousarray(a[perm[lo:hi]]) for a in arrays)) for lo, hi in zip(bounds, bounds[1:])]
+    return [
+        Split(*(np.ascontiguousarray(a[perm[lo:hi]]) for a in arrays))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def _hash(splits: list[Split], names, edges) -> str:
@@ -154,7 +160,9 @@ def _checksum(arrays: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _synthetic_split(p: synthetic.SyntheticParams, img_size: int, seed: int, split: int, n: int, cache: Path) -> Split:
+def _synthetic_split(
+    p: synthetic.SyntheticParams, img_size: int, seed: int, split: int, n: int, cache: Path
+) -> Split:
     meta = {"version": synthetic.GENERATOR_VERSION, "params": dataclasses.asdict(p), "img_size": img_size,
             "seed": seed, "split": split, "n": n}  # fmt: skip
     key = json.dumps(meta, sort_keys=True)
@@ -191,6 +199,7 @@ def _write_cache(path: Path, key: str, arrays: list[np.ndarray]) -> None:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, images=arrays[0], keypoints=arrays[1], visibility=arrays[2], key=np.array(key),
                          checksum=np.array(_checksum(arrays)))  # fmt: skip
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

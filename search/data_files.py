@@ -56,8 +56,14 @@ def load_npz(path: str, img_size: int) -> tuple[Arrays, tuple[str, ...], tuple[t
     k = kp.shape[1]
     if "visibility" in data:
         vis = data["visibility"]
-        if vis.shape != (n, k) or not np.issubdtype(vis.dtype, np.integer) or not np.isin(vis, (0, 1, 2)).all():
-            raise DataError(f"{path}: visibility must be integers in {{0,1,2}} of shape ({n},{k}), got {vis.dtype} {vis.shape}")
+        if (
+            vis.shape != (n, k)
+            or not np.issubdtype(vis.dtype, np.integer)
+            or not np.isin(vis, (0, 1, 2)).all()
+        ):
+            raise DataError(
+                f"{path}: visibility must be integers in {{0,1,2}} of shape ({n},{k}), got {vis.dtype} {vis.shape}"
+            )
         vis = vis.astype(np.uint8)
     else:
         vis = np.where(_inside(kp, w, h), 2, 0).astype(np.uint8)
@@ -68,7 +74,9 @@ def load_npz(path: str, img_size: int) -> tuple[Arrays, tuple[str, ...], tuple[t
     names = _names(path, data.get("joint_names"), k)
     edges = _edges(path, data.get("edges"), k, one_based=False)
     if (h, w) != (img_size, img_size):
-        img = np.stack([np.asarray(Image.fromarray(x).resize((img_size, img_size), Image.BILINEAR)) for x in img])
+        img = np.stack(
+            [np.asarray(Image.fromarray(x).resize((img_size, img_size), Image.BILINEAR)) for x in img]
+        )
         kp = (kp + 0.5) * np.array([img_size / w, img_size / h]) - 0.5
     vis = np.where(_inside(kp, img_size, img_size), vis, 0).astype(np.uint8)
     return (np.ascontiguousarray(img.transpose(0, 3, 1, 2)), kp.astype(np.float32), vis), names, edges
@@ -99,7 +107,9 @@ def _edges(path: str, raw: Any, k: int, one_based: bool) -> tuple[tuple[int, int
     return tuple((int(a), int(b)) for a, b in e)
 
 
-def load_coco(body: str, img_size: int, query: dict[str, str]) -> tuple[Arrays, tuple[str, ...], tuple[tuple[int, int], ...]]:
+def load_coco(
+    body: str, img_size: int, query: dict[str, str]
+) -> tuple[Arrays, tuple[str, ...], tuple[tuple[int, int], ...]]:
     ann_path, sep, img_dir = body.partition("@")
     if not sep:
         raise DataError(f"coco:{body}: expected 'coco:<annotations.json>@<image dir>'")
@@ -138,7 +148,9 @@ def load_coco(body: str, img_size: int, query: dict[str, str]) -> tuple[Arrays, 
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{ann_path}: annotation {i} is malformed ({type(e).__name__}: {e})") from None
         if raw.shape != (3 * k,):
-            raise DataError(f"{ann_path}: annotation {i} has {raw.size} keypoint values, expected {3 * k} (K={k})")
+            raise DataError(
+                f"{ann_path}: annotation {i} has {raw.size} keypoint values, expected {3 * k} (K={k})"
+            )
         if not (np.isfinite(raw).all() and all(map(math.isfinite, (x, y, bw, bh)))) or bw <= 0 or bh <= 0:
             raise DataError(f"{ann_path}: annotation {i} has a NaN/inf keypoint or an empty bbox")
         raw = raw.reshape(k, 3)
@@ -150,7 +162,9 @@ def load_coco(body: str, img_size: int, query: dict[str, str]) -> tuple[Arrays, 
             cache[a["image_id"]] = _open(Path(img_dir) / str(info.get("file_name", "")), ann_path)
         im = cache[a["image_id"]]
         if (lab & ((raw[:, :2] < -np.array(im.size)) | (raw[:, :2] > 2 * np.array(im.size))).any(1)).any():
-            raise DataError(f"{ann_path}: annotation {i} has keypoints far outside its {im.size[0]}x{im.size[1]} image")
+            raise DataError(
+                f"{ann_path}: annotation {i} has keypoints far outside its {im.size[0]}x{im.size[1]} image"
+            )
         side = max(bw, bh) * (1 + 2 * margin)
         x0, y0 = x + bw / 2 - side / 2, y + bh / 2 - side / 2
         ix0, iy0 = math.floor(x0), math.floor(y0)
@@ -164,7 +178,11 @@ def load_coco(body: str, img_size: int, query: dict[str, str]) -> tuple[Arrays, 
     if not out_img:
         raise DataError(f"{ann_path}: no usable instance (need >= {min_kp} labelled keypoints, not crowd)")
     imgs = np.stack(out_img).transpose(0, 3, 1, 2)
-    return (np.ascontiguousarray(imgs), np.stack(out_kp).astype(np.float32), np.stack(out_vis).astype(np.uint8)), names, edges
+    return (
+        (np.ascontiguousarray(imgs), np.stack(out_kp).astype(np.float32), np.stack(out_vis).astype(np.uint8)),
+        names,
+        edges,
+    )
 
 
 def _open(path: Path, ann_path: str) -> Image.Image:

@@ -29,7 +29,9 @@ def _np(x: Any) -> np.ndarray:
 def _errors(pred_px: Any, gt_px: Any, visibility: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     pred, gt, vis = _np(pred_px), _np(gt_px), _np(visibility)
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2 or vis.shape != gt.shape[:2]:
-        raise ValueError(f"expected pred/gt (N,K,2) and visibility (N,K); got {pred.shape}, {gt.shape}, {vis.shape}")
+        raise ValueError(
+            f"expected pred/gt (N,K,2) and visibility (N,K); got {pred.shape}, {gt.shape}, {vis.shape}"
+        )
     return np.sqrt(((pred - gt) ** 2).sum(-1)), vis > 0, gt
 
 
@@ -53,7 +55,9 @@ def keypoint_metrics(pred_px: Any, gt_px: Any, visibility: Any, img_size: int) -
     return out
 
 
-def per_joint_pck(pred_px: Any, gt_px: Any, visibility: Any, img_size: int, alpha: float = 0.05) -> np.ndarray:
+def per_joint_pck(
+    pred_px: Any, gt_px: Any, visibility: Any, img_size: int, alpha: float = 0.05
+) -> np.ndarray:
     """(K,) float64 PCK@alpha (normalised by img_size) of each joint; nan where a joint is never labelled."""
     err, lab, _ = _errors(pred_px, gt_px, visibility)
     hit = ((err <= alpha * img_size) & lab).sum(0)

@@ -64,6 +64,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         spec = self.spec
         role = trial.user_attrs.get("role", "search")
+        if "role" not in trial.user_attrs:
+            trial.set_user_attr("role", role)
         trial.set_user_attr("worker", worker_id())
         if role == "search":
             config = resolve_config(spec, sample_params(trial, spec))
@@ -74,6 +76,7 @@ class Objective:
         if not config["train"].get("threads"):
             config["train"]["threads"] = self.threads
         config["data"]["hash"] = self.data.data_hash
+        config["model"]["num_keypoints"] = self.data.num_keypoints  # the dataset decides K (16 body, 21 hand, user data)
         trial.set_user_attr("config", config)
         name = run_name(trial.number, config, label=trial.user_attrs.get("name"))
         trial.set_user_attr("run_name", name)
@@ -89,21 +92,23 @@ class Objective:
             trial.set_user_attr("mlflow_run_id", run_id)
         try:
             return self._run(trial, config, role, run_id)
-        except optuna.TrialPruned:
-            self._end(run_id, "FINISHED", {"fs.state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))})
+        except optuna.TrialPruned as e:
+            if hasattr(e, "partial_timing"):
+                trial.set_user_attr("timing", e.partial_timing)
+            self._end(run_id, "FINISHED", {"fs.optuna_state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))})
             raise
         except TrainingDiverged as e:
             trial.set_user_attr("fail_reason", str(e))
-            self._end(run_id, "FAILED", {"fs.state": "FAIL", "fs.failure_reason": str(e)[:500]})
+            self._end(run_id, "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": str(e)[:500]})
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            self._end(run_id, "KILLED", {"fs.state": "FAIL", "fs.failure_reason": "interrupted"})
+            self._end(run_id, "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": "interrupted"})
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             trial.set_user_attr("fail_reason", reason)
-            self._end(run_id, "FAILED", {"fs.state": "FAIL", "fs.failure_reason": reason[:500]})
+            self._end(run_id, "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason[:500]})
             raise
 
     def _end(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
@@ -142,7 +147,7 @@ class Objective:
         if not feasible and role != "baseline":
             over = ", ".join(k for k, v in violations.items() if v > 0)
             trial.set_user_attr("skipped", f"over budget: {over}")
-            self._end(run_id, "FINISHED", {"fs.state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"})
+            self._end(run_id, "FINISHED", {"fs.optuna_state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"})
             # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
             return objective_values(spec, 0.0, cost_attrs)
 
@@ -178,5 +183,5 @@ class Objective:
             final |= {f"test_{k}": v for k, v in result.test.items() if k in METRIC_KEYS}
             final |= {f"time_{k}": v for k, v in timing.items()}
             self.tracker.log_metrics(run_id, final, step=None)
-            self._end(run_id, "FINISHED", {"fs.state": "COMPLETE", "fs.feasible": str(feasible).lower(), "fs.config": json.dumps(config)[:4900]})
+            self._end(run_id, "FINISHED", {"fs.optuna_state": "COMPLETE", "fs.feasible": str(feasible).lower(), "fs.config": json.dumps(config)[:4900]})
         return objective_values(spec, accuracy, cost_attrs)

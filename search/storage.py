@@ -42,7 +42,7 @@ def make_storage(url: str, *, heartbeat: bool = True) -> Any:
         heartbeat: for RDB storages, enable Optuna's heartbeat and retry-once of stale trials.
     """
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     url = url or DEFAULT_STORAGE
@@ -57,20 +57,47 @@ def make_storage(url: str, *, heartbeat: bool = True) -> Any:
         raise StorageError(
             f"storage: unsupported URL {url!r}; allowed: journal:PATH, postgresql://…, sqlite:///PATH"
         )
+    if url.startswith("postgresql://") and not _importable("psycopg") and _importable("psycopg2"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")  # SQLAlchemy 2.1 defaults to psycopg 3
+    import warnings
+
     kwargs: dict[str, Any] = {}
-    if heartbeat:
-        kwargs = {
-            "heartbeat_interval": HEARTBEAT_INTERVAL_S,
-            "grace_period": GRACE_PERIOD_S,
-            "failed_trial_callback": RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False),
-        }
     try:
-        engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():  # heartbeat API is "experimental"; the warnings would break one-line errors
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            if heartbeat:
+                kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S, **_retry_callback_kwargs()}
+            engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
+            for attempt in range(5):
+                try:
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                except Exception as e:  # workers starting together on an empty database race to create the schema
+                    if attempt == 4 or not any(m in str(e) for m in ("duplicate key", "already exists")):
+                        raise
+                    import random
+                    import time
+
+                    time.sleep(0.2 + random.random())
     except (optuna.exceptions.StorageInternalError, ImportError, Exception) as e:  # noqa: BLE001
         from search.tracking import redact_url
 
         raise StorageError(f"storage: cannot open {redact_url(url)}: {str(e).splitlines()[0]}") from None
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _retry_callback_kwargs() -> dict[str, Any]:
+    """Retry a heartbeat-stale trial once (Optuna >= 4.9 renamed the callback and its RDBStorage argument)."""
+    import optuna.storages as st
+
+    if hasattr(st, "RetryHeartbeatStaleTrialCallback"):
+        return {"heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(max_retry=1, inherit_intermediate_values=False)}
+    return {"failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False)}
 
 
 def library_versions() -> dict[str, str]:

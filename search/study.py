@@ -29,6 +29,8 @@ from search.storage import (
 )
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
 
+REFRESH_EVERY_S = 60.0
+
 __all__ = ["run_study", "run_worker", "open_study", "code_version", "budget_used", "cpu_count"]
 
 
@@ -120,7 +122,7 @@ def budget_used(study: optuna.Study) -> tuple[int, int]:
     for t in study.get_trials(deepcopy=False):
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
             used += 1
-        elif t.state == TrialState.FAIL and "stale" not in str(t.user_attrs.get("fail_reason", "stale")):
+        elif t.state == TrialState.FAIL and not any(w in str(t.user_attrs.get("fail_reason", "stale")) for w in ("stale", _SURPLUS)):
             used += 1
         elif t.state == TrialState.WAITING:
             waiting += 1
@@ -170,20 +172,101 @@ def run_worker(
     deadline = t_start + timeout_s if timeout_s else None
     ran = 0
 
+    last_refresh = [0.0]
+
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         print(trial_summary_line(study, spec, frozen, t_start=t_start, n_trials=n_trials), flush=True)
         if tracker is not None:
-            refresh_parent(study, spec, tracker)
+            _close_dead_runs(study, tracker)  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
+            if time.time() - last_refresh[0] >= REFRESH_EVERY_S:  # plots cost seconds: not after every short trial
+                refresh_parent(study, spec, tracker)
+                last_refresh[0] = time.time()
+
+    def guarded(trial: optuna.Trial) -> tuple[float, ...]:
+        # Two workers can both see "one trial left" and both start one: the later-numbered is surplus.
+        if n_trials is not None and _is_surplus(study, trial, n_trials):
+            trial.set_user_attr("fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers")
+            raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
+        return objective(trial)
 
     while True:
         used, waiting = budget_used(study)
-        if not waiting and n_trials is not None and used >= n_trials:
-            break
         if deadline is not None and time.time() >= deadline:
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False)
+        if not waiting and n_trials is not None and used >= n_trials:
+            # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
+            # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
+            if _wait_for_running(study, tracker):
+                continue
+            break
+        study.optimize(guarded, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False)
         ran += 1
+    if tracker is not None and ran:
+        refresh_parent(study, spec, tracker)
     return ran
+
+
+_SURPLUS = "surplus"
+
+
+class _Surplus(RuntimeError):
+    """A trial started after the global budget was reached by a concurrent worker (it is not run)."""
+
+
+def _is_surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
+    """A freshly sampled trial beyond the budget: as many counting trials have lower numbers.
+
+    Queued trials (fixed trials, retries of dead workers' trials) always run, as in `budget_used`.
+    """
+    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+    if "fixed_params" in system_attrs or "failed_trial" in system_attrs:  # enqueued, or an RDB retry
+        return False
+    used, _ = budget_used(_Before(study, trial.number))
+    return used >= n_trials
+
+
+class _Before:
+    """The study's trials numbered below `number` (what `budget_used` counts for one trial)."""
+
+    def __init__(self, study: optuna.Study, number: int) -> None:
+        self._study, self._number = study, number
+
+    def get_trials(self, deepcopy: bool = False) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy) if t.number < self._number]
+
+
+def _wait_for_running(study: optuna.Study, tracker: StudyTracker | None) -> bool:
+    """After the budget is used: True (after a short wait) while some RUNNING trial may still need a retry.
+
+    RDB storage: fail trials whose heartbeat stopped (Optuna's retry callback queues their retry) and
+    wait on any other RUNNING trial. Journal storage: fail trials of dead processes on this host and
+    wait on live ones on this host (other hosts cannot be checked without a heartbeat).
+    """
+    import socket
+    import warnings
+
+    from optuna.storages import fail_stale_trials
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    from search.storage import HEARTBEAT_INTERVAL_S
+
+    heartbeat = is_heartbeat_enabled(study._storage)
+    if heartbeat:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+    else:
+        recover_stale_trials(study)
+    if tracker is not None:
+        _close_dead_runs(study, tracker)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not heartbeat:
+        host = socket.gethostname()
+        running = [t for t in running if str(t.user_attrs.get("worker", "")).rpartition(":")[0] == host]
+    if not running:
+        return False
+    time.sleep(min(1.0, HEARTBEAT_INTERVAL_S / 2) if heartbeat else 1.0)
+    return True
 
 
 def _close_dead_runs(study: optuna.Study, tracker: StudyTracker) -> None:

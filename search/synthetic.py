@@ -46,7 +46,7 @@ __all__ = [
     "render",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CHUNK = 256  # patches per random stream; fixed so the output does not depend on the thread count
 
 
@@ -128,7 +128,9 @@ def _build(name: str, names: tuple[str, ...], J: dict[str, tuple]) -> Skeleton:
     parents = tuple(-1 if J[n][0] is None else idx[J[n][0]] for n in names)
     order: list[int] = []
     while len(order) < len(names):  # topological order, parents first, stable in declaration order
-        order += [idx[n] for n in J if idx[n] not in order and (parents[idx[n]] < 0 or parents[idx[n]] in order)]
+        order += [
+            idx[n] for n in J if idx[n] not in order and (parents[idx[n]] < 0 or parents[idx[n]] in order)
+        ]
     col = lambda k: tuple(J[n][k] for n in names)  # noqa: E731
     return Skeleton(name, names, parents, col(1), col(2), col(3), col(4), col(5), tuple(order))
 
@@ -140,22 +142,26 @@ SKELETONS: dict[str, Skeleton] = {"human": HUMAN16, "hand": HAND21}
 
 @dataclass(frozen=True)
 class SyntheticParams:
-    """Everything that shapes the distribution; ranges are (lo, hi) drawn uniformly per patch."""
+    """Everything that shapes the distribution; ranges are (lo, hi) drawn uniformly per patch.
+
+    The defaults are the "medium" preset, tuned so the baseline extractor reaches a middling PCK@0.05
+    (about 45 %) with the default study budget (400 steps x 64, 8000 training patches).
+    """
 
     joints: str = "human"  # key of SKELETONS
-    scale: tuple[float, float] = (0.5, 0.85)  # figure height / img_size
-    rotation: float = 60.0  # max |in-plane rotation|, degrees
-    translate: float = 0.12  # max |figure-centre offset| / img_size
-    pose: float = 0.8  # multiplier on the joint-angle limits
-    length_jitter: float = 0.12  # relative per-limb length noise
-    lr_cue: float = 0.07  # left/right hue shift (fraction of full scale per channel)
+    scale: tuple[float, float] = (0.55, 0.85)  # figure height / img_size
+    rotation: float = 30.0  # max |in-plane rotation|, degrees
+    translate: float = 0.06  # max |figure-centre offset| / img_size
+    pose: float = 0.6  # multiplier on the joint-angle limits
+    length_jitter: float = 0.08  # relative per-limb length noise
+    lr_cue: float = 0.08  # left/right hue shift (fraction of full scale per channel)
     contrast: tuple[float, float] = (0.2, 0.5)  # figure vs background colour distance
-    texture: float = 0.15  # amplitude of the plaid background texture
+    texture: float = 0.15  # amplitude of the background bands
     shapes: int = 3  # max distractor blobs
-    strays: int = 2  # max stray limbs (figure-coloured in part)
+    strays: int = 1  # max stray limbs (half of them figure-coloured)
     occluders: int = 1  # max occluders drawn over the figure
-    blur: tuple[float, float] = (0.8, 2.0)  # edge softness in pixels
-    noise: tuple[float, float] = (0.02, 0.06)  # std of uniform pixel noise (fraction of full scale)
+    blur: tuple[float, float] = (0.8, 1.6)  # edge softness in pixels
+    noise: tuple[float, float] = (0.02, 0.05)  # std of uniform pixel noise (fraction of full scale)
 
 
 PRESETS: dict[str, SyntheticParams] = {
@@ -234,46 +240,53 @@ def _capsules(canvas, a, b, r, col, soft, shade=0.0, mask=None, mask_mode=0) -> 
     for sel in (np.flatnonzero(draw & (need <= small)), np.flatnonzero(draw & (need > small))):
         if len(sel):
             win = int(need[sel].max())
-            _draw(canvas, sel, win, a[sel], b[sel], r[sel], col[sel], soft[sel], lo[sel], shade, mask, mask_mode)
+            _draw(
+                canvas, sel, win, a[sel], b[sel], r[sel], col[sel], soft[sel], lo[sel], shade, mask, mask_mode
+            )
 
 
 def _draw(canvas, n, win, a, b, r, col, soft, lo, shade, mask, mask_mode) -> None:
+    # in-place float32 ops on (m,w,w) planes: few large temporaries (their allocation is what costs)
     _, _, H, W = canvas.shape
+    f32 = np.float32
     o = np.floor(lo).astype(np.int64)
     ox, oy = np.clip(o[:, 0], 0, W - win), np.clip(o[:, 1], 0, H - win)
-    g = np.arange(win, dtype=np.float32)
+    g = np.arange(win, dtype=f32)
     px = (ox[:, None] + g)[:, None, :] - a[:, 0, None, None]  # (m,1,w) x relative to a
     py = (oy[:, None] + g)[:, :, None] - a[:, 1, None, None]  # (m,w,1)
-    d = (b - a).astype(np.float32)
-    inv = (1.0 / np.maximum((d * d).sum(1), 1e-6)).astype(np.float32)
+    d = (b - a).astype(f32)
+    inv = (1.0 / np.maximum((d * d).sum(1), 1e-6)).astype(f32)
     t = px * (d[:, 0] * inv)[:, None, None] + py * (d[:, 1] * inv)[:, None, None]
-    np.clip(t, 0.0, 1.0, out=t)
-    ex = px - t * d[:, 0, None, None]
-    ey = py - t * d[:, 1, None, None]
+    np.clip(t, 0.0, 1.0, out=t)  # position along the segment
+    ex = t * -d[:, 0, None, None]
+    ex += px
     ex *= ex
+    ey = t * -d[:, 1, None, None]
+    ey += py
     ey *= ey
-    d2 = np.add(ex, ey, out=ex)
-    r3, s3 = r[:, None, None].astype(np.float32), (1.0 / soft)[:, None, None].astype(np.float32)
-    alpha = np.sqrt(d2)
-    np.subtract(r3, alpha, out=alpha)
+    d2 = np.add(ex, ey, out=ex)  # squared distance to the segment
+    s3 = (-1.0 / soft)[:, None, None].astype(f32)
+    alpha = np.sqrt(d2, out=ey)
     alpha *= s3
-    alpha += 0.5
+    alpha += (r / soft + 0.5)[:, None, None].astype(f32)  # (r - d) / soft + 1/2
     np.clip(alpha, 0.0, 1.0, out=alpha)
     view = sliding_window_view(canvas, (win, win), axis=(2, 3), writeable=True)  # (m,3,H',W',w,w)
     old = view[n, :, oy, ox]  # (m,3,w,w) copy; windows of different patches never overlap
-    if shade:
-        d2 *= shade / (r3 * r3)
-        np.minimum(d2, 1.0, out=d2)
-        np.subtract(1.0, d2, out=d2)
+    if shade:  # k = (1 - t/4) (1 - shade min(d2/r^2, 1)): darker towards b and towards the rim
+        d2 *= (-shade / (r * r))[:, None, None].astype(f32)
+        np.maximum(d2, -shade, out=d2)
+        d2 += 1.0
         t *= -0.25
         t += 1.0
         d2 *= t
-        d2 *= alpha  # coverage x shading
-        new = d2[:, None] * col[:, :, None, None]
+        d2 *= alpha
+        w = d2
     else:
-        new = alpha[:, None] * col[:, :, None, None]
-    old *= (1.0 - alpha)[:, None]
-    old += new
+        w = t
+        np.copyto(w, alpha)
+    keep = np.subtract(1.0, alpha, out=t if shade else np.empty_like(t))
+    old *= keep[:, None]  # old = old (1 - alpha) + alpha k col, exact where alpha = 0
+    old += w[:, None] * col[:, :, None, None]
     view[n, :, oy, ox] = old
     if mask_mode and mask is not None:
         mview = sliding_window_view(mask, (win, win), axis=(1, 2), writeable=True)
@@ -322,7 +335,10 @@ def _render_chunk(m: int, p: SyntheticParams, size: int, entropy: list[int], wan
     # (a separable plaid: one full-size pass)
     base = rng.random((m, 3, 1, 1), dtype=f32) * 0.8 + 0.1
     lin = np.arange(size, dtype=f32) / size - 0.5
-    gy, gx = (rng.random((m, 3, 1, 1), dtype=f32) - 0.5) * 0.6, (rng.random((m, 3, 1, 1), dtype=f32) - 0.5) * 0.6
+    gy, gx = (
+        (rng.random((m, 3, 1, 1), dtype=f32) - 0.5) * 0.6,
+        (rng.random((m, 3, 1, 1), dtype=f32) - 0.5) * 0.6,
+    )
     amp = rng.random((m, 1, 1, 1), dtype=f32) * p.texture
     ty = _smooth1d(rng, m, size).transpose(0, 2, 1)[:, :, :, None]  # (m,3,H,1)
     tx = _smooth1d(rng, m, size).transpose(0, 2, 1)[:, :, None, :]  # (m,3,1,W)
@@ -334,7 +350,8 @@ def _render_chunk(m: int, p: SyntheticParams, size: int, entropy: list[int], wan
     # figure colour: background mean pushed along a random direction by `contrast`
     direc = rng.random((m, 3)) - 0.5
     direc /= np.sqrt((direc * direc).sum(1, keepdims=True)) + 1e-9
-    mean = canvas[:, :, ::8, ::8].mean((2, 3)) / 255  # coarse sample of the background colour
+    # coarse sample of the background colour; float64 sums of these float32 values are exact (order-free)
+    mean = canvas[:, :, ::8, ::8].astype(np.float64).mean((2, 3)) / 255
     step = direc * _u(rng, p.contrast[0], p.contrast[1], m)[:, None] * 1.7
     col = mean + step
     col = np.clip(np.where((col < 0.05) | (col > 0.95), mean - step, col), 0.05, 0.95)
@@ -378,7 +395,9 @@ def _render_chunk(m: int, p: SyntheticParams, size: int, entropy: list[int], wan
         b = a + _u(rng, 0.0, 0.35, m)[:, None] * figh[:, None] * np.stack([c, s], -1)
         r = np.where(i < nocc, _u(rng, 0.05, 0.12, m) * figh, -9.0)  # -9: not drawn
         a32, b32, r32 = a.astype(f32), b.astype(f32), r.astype(f32)
-        _capsules(canvas, a32, b32, r32, rng.random((m, 3), dtype=f32) * f32(255), soft, mask=mask, mask_mode=-1)
+        _capsules(
+            canvas, a32, b32, r32, rng.random((m, 3), dtype=f32) * f32(255), soft, mask=mask, mask_mode=-1
+        )
         # the same distance as the renderer, in float32, at the joints
         d = (b32 - a32)[:, None, :]
         pa = kp32 - a32[:, None, :]

@@ -334,7 +334,11 @@ def train(
             if bar is not None:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", val_pck=f"{val.get('pck_0.05', float('nan')):.3f}")
             if callback is not None:
-                callback(step, dict(val))
+                try:
+                    callback(step, dict(val))
+                except BaseException as stop:  # the caller stops the run; tell it what the run cost so far
+                    stop.partial_timing = {"train_s": train_s, "data_s": data_s, "eval_s": eval_s, "steps": step}  # type: ignore[attr-defined]
+                    raise
             model.train()
     if bar is not None:
         bar.close()

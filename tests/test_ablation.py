@@ -73,7 +73,10 @@ def test_trials_are_grid_times_seeds_seed_major_and_paired():
     t = trials[1]
     assert t["role"] == "cell" and t["name"] == "contexts=sequential,focal_levels=3,seed=5"
     assert t["cell"] == {"contexts": "sequential", "focal_levels": 3}
-    assert t["overrides"] == {"model": {"focalnet": {"contexts": "sequential", "focal_levels": 3}}, "train": {"seed": 5}}
+    assert t["overrides"] == {
+        "model": {"focalnet": {"contexts": "sequential", "focal_levels": 3}},
+        "train": {"seed": 5},
+    }
     # Paired: every cell sees the same seeds and the same data/budget; only the factor fields differ.
     configs = [resolve_config(spec, {}, overrides=t["overrides"]) for t in trials]
     assert all(c["data"] == configs[0]["data"] for c in configs)
@@ -100,7 +103,7 @@ def test_named_configs_and_train_factor():
 @pytest.mark.parametrize(
     ("ablation", "key", "words"),
     [
-        ({"factors": {"contxts": ["sequential"]}}, "ablation.factors.contxts", "did you mean 'contexts'"),
+        ({"factors": {"contxts": ["sequential"]}}, "ablation.factors.contxts", "did you mean 'contexts'?"),
         ({"factors": {"focal_windows": [3, 4]}}, "ablation.factors.focal_windows", "level '4'"),
         ({"factors": {"patch_size": [4, 5]}}, "ablation.factors.patch_size", "must divide"),
         ({"seeds": 0}, "ablation.seeds", "at least one seed"),
@@ -109,8 +112,13 @@ def test_named_configs_and_train_factor():
         ({"reference": {"embed_dim": 8}}, "ablation.reference.embed_dim", "not a factor"),
         ({"factors": {"focal_levels": []}}, "ablation.factors.focal_levels", "non-empty"),
         ({"factors": {"config": ["tiny"]}}, "ablation.factors.config", "unknown named config 'tiny'"),
-        ({"factors": {"config": ["x"]}, "configs": {"x": {"embed_dimm": 8}}}, "ablation.configs.x", "embed_dim"),
+        (
+            {"factors": {"config": ["x"]}, "configs": {"x": {"embed_dimm": 8}}},
+            "ablation.configs.x",
+            "embed_dim",
+        ),
         ({"factor": {}}, "ablation.factor", "did you mean 'ablation.factors'"),
+        ({"factors": {"train.seed": [0, 1]}}, "ablation.factors.train.seed", "every cell runs every seed"),
     ],
 )
 def test_bad_specs_name_the_key(ablation, key, words):
@@ -175,7 +183,13 @@ def test_intervals_edge_cases():
 def _value(cell: dict, seed: int) -> float:
     """A made-up test PCK@0.05: independent +0.02, 3 levels +0.01, plus seed noise."""
     noise = [0.0, 0.013, -0.007][seed]
-    return 0.5 + 0.02 * (cell["contexts"] == "independent") + 0.01 * (cell["focal_levels"] == 3) + noise + 0.001 * seed * (cell["contexts"] == "independent")
+    return (
+        0.5
+        + 0.02 * (cell["contexts"] == "independent")
+        + 0.01 * (cell["focal_levels"] == 3)
+        + noise
+        + 0.001 * seed * (cell["contexts"] == "independent")
+    )
 
 
 def _study_with(spec, trials, *, states=None) -> optuna.Study:
@@ -201,7 +215,13 @@ def test_report_numbers_match_direct_recomputation(tmp_path):
     # Per cell: mean and sample std over the 3 seeds.
     cell = {"contexts": "independent", "focal_levels": 3}
     vals = [_value(cell, s) for s in range(3)]
-    row = next(r for r in rows if r["section"] == "cell" and r["cell"] == "contexts=independent,focal_levels=3" and r["metric"] == "test.pck_0.05")
+    row = next(
+        r
+        for r in rows
+        if r["section"] == "cell"
+        and r["cell"] == "contexts=independent,focal_levels=3"
+        and r["metric"] == "test.pck_0.05"
+    )
     assert row["n"] == 3
     assert row["mean"] == pytest.approx(np.mean(vals)) and row["std"] == pytest.approx(np.std(vals, ddof=1))
 
@@ -210,14 +230,22 @@ def test_report_numbers_match_direct_recomputation(tmp_path):
         np.mean([_value({"contexts": "independent", "focal_levels": fl}, s) - _value({"contexts": "sequential", "focal_levels": fl}, s) for fl in (2, 3)])
         for s in range(3)
     ]  # fmt: skip
-    row = next(r for r in rows if r["section"] == "diff" and r["factor"] == "contexts" and r["metric"] == "test.pck_0.05")
+    row = next(
+        r
+        for r in rows
+        if r["section"] == "diff" and r["factor"] == "contexts" and r["metric"] == "test.pck_0.05"
+    )
     mean, half, lo, hi = paired_t_interval(diffs)
     assert row["level"] == "independent" and row["reference"] == "sequential" and row["n"] == 3
     assert (row["diff"], row["half_width"], row["ci_lo"], row["ci_hi"]) == pytest.approx((mean, half, lo, hi))
     assert (row["boot_lo"], row["boot_hi"]) == pytest.approx(bootstrap_interval(diffs))
     assert row["diff"] == pytest.approx(0.021)
     assert row["significant"] and "significant at 3 seeds" in row["verdict"]
-    params = next(r for r in rows if r["section"] == "diff" and r["factor"] == "focal_levels" and r["metric"] == "params")
+    params = next(
+        r
+        for r in rows
+        if r["section"] == "diff" and r["factor"] == "focal_levels" and r["metric"] == "params"
+    )
     assert params["diff"] == pytest.approx(10.0) and params["half_width"] == 0.0
 
     assert "contexts=independent vs sequential: +2.1 ±" in text and "pp test PCK@0.05" in text
@@ -239,7 +267,11 @@ def test_report_one_seed_and_partial():
 def test_missing_trials_after_partial_run():
     spec = make_spec()
     trials = ablation_trials(spec)
-    states = {1: optuna.trial.TrialState.FAIL, 2: optuna.trial.TrialState.WAITING, 3: optuna.trial.TrialState.PRUNED}
+    states = {
+        1: optuna.trial.TrialState.FAIL,
+        2: optuna.trial.TrialState.WAITING,
+        3: optuna.trial.TrialState.PRUNED,
+    }
     study = _study_with(spec, trials[:6], states=states)  # 6 of 12 in storage: 0,4,5 done, 2 queued
     missing = missing_trials(study, spec)
     assert [t["name"] for t in missing] == [trials[i]["name"] for i in (1, 3, *range(6, 12))]
@@ -253,3 +285,37 @@ def test_artifacts(tmp_path):
     assert [p.name for p in paths] == ["ablation.csv", "ablation_report.txt", "ablation.png"]
     assert all(p.stat().st_size > 0 for p in paths)
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# end to end: the real objective trains the tiny grid (2 levels × 2 seeds), then the report reads it
+
+
+def test_end_to_end_tiny_grid(tmp_path):
+    from search.data import load_dataset
+    from search.objective import Objective
+
+    raw = copy.deepcopy(BASE)
+    raw["data"] = {"dataset": "synthetic:medium", "n_train": 128, "n_val": 32, "n_test": 32}
+    raw["latency"] = {"warmup": 1, "repeats": 3}
+    raw["ablation"] = {"seeds": 2, "factors": {"contexts": ["sequential", "independent"]}}
+    spec = parse_spec(raw, source="t.toml")
+    d = spec.data
+    data = load_dataset(
+        d.dataset, n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, seed=d.seed, cache_dir=tmp_path
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=spec.objectives.directions)
+    trials = ablation_trials(spec)
+    for t in trials:  # what open_study does for fixed trials, plus the cell/seed attrs
+        study.enqueue_trial({}, user_attrs={"role": t["role"], "name": t["name"], "fixed_overrides": t["overrides"],
+                                            "cell": t["cell"], "seed": t["seed"]})  # fmt: skip
+    study.optimize(
+        Objective(spec=spec, data=data, tracker=None, threads=1, progress=False), n_trials=len(trials)
+    )
+    assert missing_trials(study, spec) == []
+    seeds = [t.user_attrs["config"]["train"]["seed"] for t in study.trials]
+    assert seeds == [0, 0, 1, 1]
+    text, rows = ablation_report(study, spec)
+    assert "4/4 trials complete" in text and "contexts=independent vs sequential" in text
+    assert next(r for r in rows if r["section"] == "diff" and r["metric"] == "test.pck_0.05")["n"] == 2

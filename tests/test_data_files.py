@@ -37,7 +37,9 @@ def test_npz_roundtrip_and_resize(tmp_path):
     with np.load(tmp_path / "d.npz") as z:
         kp = z["keypoints"]
     all_kp = np.concatenate([d.train.keypoints, d.val.keypoints, d.test.keypoints])
-    np.testing.assert_allclose(np.sort((kp + 0.5) * 2 - 0.5, axis=None), np.sort(all_kp, axis=None), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort((kp + 0.5) * 2 - 0.5, axis=None), np.sort(all_kp, axis=None), rtol=1e-6
+    )
     # deterministic split by seed; a different seed shuffles differently
     again = load_dataset(uri, img_size=64, n_train=-1, n_val=3, n_test=2, seed=0)
     other = load_dataset(uri, img_size=64, n_train=-1, n_val=3, n_test=2, seed=1)
@@ -109,8 +111,14 @@ def _coco(tmp_path, mutate=None, write_images=True):
         kps = [30, 20, 2, 50, 20, 2, 40, 30, 1, 0, 0, 0]
         anns.append({"id": 10 + i, "image_id": i + 1, "category_id": 1, "bbox": [30, 20, 20, 20],
                      "keypoints": kps, "num_keypoints": 3, "iscrowd": 0})  # fmt: skip
-    anns.append({"id": 99, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5],
-                 "keypoints": [1, 1, 2] + [0] * 9, "num_keypoints": 1, "iscrowd": 0})  # too few: skipped
+    too_few = {
+        "id": 99,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [0, 0, 5, 5],
+        "keypoints": [1, 1, 2] + [0] * 9,
+    }
+    anns.append(too_few)  # one labelled joint: skipped
     doc = {"images": images, "annotations": anns,
            "categories": [{"id": 1, "name": "thing", "keypoints": ["tl", "tr", "c", "x"],
                            "skeleton": [[1, 2], [2, 3]]}]}  # fmt: skip

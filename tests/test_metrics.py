@@ -15,7 +15,8 @@ def _case():
     gt = np.zeros((2, 3, 2), np.float32)
     gt[0] = [[10, 10], [20, 10], [10, 30]]  # box 10 x 20
     gt[1] = [[0, 0], [40, 40], [5, 5]]  # joint 0 unlabelled -> box of joints 1, 2: 35 x 35
-    off = np.array([[[3, 4], [0, 0], [6, 8]], [[50, 50], [0, 7], [12, 16]]], np.float32)  # errors 5,0,10 | -,7,20
+    # errors: 5, 0, 10 | -, 7, 20
+    off = np.array([[[3, 4], [0, 0], [6, 8]], [[50, 50], [0, 7], [12, 16]]], np.float32)
     vis = np.array([[2, 1, 2], [0, 2, 2]], np.uint8)
     return gt + off, gt, vis
 

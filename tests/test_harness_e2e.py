@@ -1,0 +1,215 @@
+"""End to end: `python -m search run/report/reproduce/list` on studies/quick.toml in a temp dir.
+
+These train real (tiny) models; they are the slowest tests of the suite (~1 minute each on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from harness_utils import ROOT, cli, load_study, mlflow_runs, quick_spec, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One dataset cache for every e2e test: the data is generated once."""
+    return {"FOCALNET_SEARCH_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def _spec(tmp: Path, name: str, **tables) -> Path:
+    spec = quick_spec(**tables)
+    spec["study"]["name"] = name
+    spec["study"].pop("timeout_min", None)  # trial budget only: a slow CI machine must not cut the study short
+    return write_spec(tmp / f"{name}.toml", spec)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, cache_env: dict[str, str]) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("quick")
+    shutil.copytree(ROOT / "studies", tmp / "studies")
+    # quick.toml itself, unchanged except the wall-clock budget (see _spec)
+    spec = _spec(tmp, "focalnet-quick")
+    r = cli(["run", str(spec), "--no-progress"], tmp, env=cache_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp, r.stdout
+
+
+def test_trials_in_storage(quick_run: tuple[Path, str]) -> None:
+    tmp, out = quick_run
+    study = load_study(tmp, "focalnet-quick")
+    trials = study.get_trials()
+    assert len(trials) == 4
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    base = trials[0]
+    assert base.user_attrs["role"] == "baseline" and base.state.name == "COMPLETE"
+    assert base.user_attrs["latency_ratio"] == pytest.approx(1.0)
+    for t in trials:
+        cfg = t.user_attrs["config"]
+        assert set(cfg) == {"model", "train", "data"}
+        assert cfg["data"]["hash"] == study.user_attrs["data_hash"]
+        assert t.user_attrs["params"] > 0 and t.user_attrs["latency_ms"] > 0
+    for t in trials:
+        if t.state.name == "PRUNED":
+            assert t.user_attrs["stop_rung"] in (10, 20)
+            assert f"rung_{t.user_attrs['stop_rung']}" in t.user_attrs
+    assert "trial 0 COMPLETE" in out and "baseline" in out
+
+
+def test_mlflow_parent_and_children(quick_run: tuple[Path, str]) -> None:
+    from mlflow import MlflowClient
+
+    tmp, _ = quick_run
+    runs = mlflow_runs(tmp, "focalnet-quick")
+    parents = [r for r in runs if r.data.tags.get("fs.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("fs.role") == "trial"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.params["data.hash"]
+    assert parent.data.tags["fs.code_version"]
+    assert sorted(int(c.data.tags["fs.trial_number"]) for c in children) == [0, 1, 2, 3]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.status != "RUNNING" for c in runs if c is not parent)
+    client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    for c in children:
+        tags, params, metrics = c.data.tags, c.data.params, c.data.metrics
+        assert tags["fs.optuna_state"] in ("COMPLETE", "PRUNED")
+        assert "fs.pareto" in tags
+        assert params["arch.backbone"] in ("focalnet", "baseline")
+        assert "train.lr" in params and metrics["train.lr"] == pytest.approx(float(params["train.lr"]))
+        assert metrics["params"] > 0 and metrics["latency_ms"] > 0
+        curve = client.get_metric_history(c.info.run_id, "val_pck_0.1")
+        assert [m.step for m in curve][:1] == [10]
+        if tags["fs.optuna_state"] == "COMPLETE":
+            assert "test_pck_0.1" in metrics and "final_val_pck_0.1" in metrics
+    baseline = [c for c in children if c.data.tags.get("fs.trial_role") == "baseline"]
+    assert len(baseline) == 1
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    for name in ("pareto_accuracy_vs_params.png", "pareto_accuracy_vs_latency.png", "pareto.csv", "hypervolume.png"):
+        assert f"report/{name}" in arts
+
+
+def test_report_lists_front_and_baseline(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
+    tmp, _ = quick_run
+    r = cli(["report", "focalnet-quick", "--csv", "table.csv"], tmp, env=cache_env)
+    assert r.returncode == 0, r.stderr
+    assert "BASELINE" in r.stdout
+    assert "baseline (trial 0)" in r.stdout
+    study = load_study(tmp, "focalnet-quick")
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len((tmp / "table.csv").read_text().strip().splitlines()) == len(complete) + 1
+
+
+def test_reproduce_matches(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
+    tmp, _ = quick_run
+    study = load_study(tmp, "focalnet-quick")
+    t = next(t for t in study.get_trials() if t.state.name == "COMPLETE" and t.user_attrs["role"] == "search")
+    r = cli(["reproduce", "focalnet-quick", "--trial", str(t.number), "--no-progress"], tmp, env=cache_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "within tolerance" in r.stdout
+    out = tmp / "exports" / "focalnet-quick" / f"trial-{t.number}"
+    for f in ("model.pt", "config.json", "model.torchscript.pt", "gallery.png"):
+        assert (out / f).stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["reproduced"]["val"]["pck_0.1"] == t.user_attrs["val"]["pck_0.1"]
+    runs = mlflow_runs(tmp, "focalnet-quick")
+    rep = [r for r in runs if r.data.tags.get("fs.reproduces") == str(t.number)]
+    assert len(rep) == 1 and rep[0].info.status == "FINISHED"
+
+
+def test_reproduce_refuses_pruned_trial(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
+    tmp, _ = quick_run
+    r = cli(["reproduce", "focalnet-quick", "--trial", "99"], tmp, env=cache_env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--trial" in r.stderr
+
+
+def test_resume_continues_without_duplicates(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
+    tmp, _ = quick_run
+    before = {t.number: t.values for t in load_study(tmp, "focalnet-quick").get_trials()}
+    spec = tmp / "focalnet-quick.toml"
+    r = cli(["run", str(spec), "--n-trials", "6", "--no-progress"], tmp, env=cache_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trials = load_study(tmp, "focalnet-quick").get_trials()
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(before[t.number] == t.values for t in trials if t.number in before)
+    assert sum(t.user_attrs.get("role") == "baseline" for t in trials) == 1
+    runs = mlflow_runs(tmp, "focalnet-quick")
+    assert sum(r.data.tags.get("fs.role") == "parent" for r in runs) == 1
+
+
+def test_changed_spec_is_refused(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
+    tmp, _ = quick_run
+    spec = quick_spec(train={"steps": 40})
+    spec["study"]["name"] = "focalnet-quick"
+    path = write_spec(tmp / "changed.toml", spec)
+    r = cli(["run", str(path)], tmp, env=cache_env)
+    assert r.returncode == 2 and "different spec" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_two_jobs_complete_all_trials(tmp_path: Path, cache_env: dict[str, str]) -> None:
+    spec = _spec(tmp_path, "jobs2", study={"n_trials": 4}, early_stopping={"enabled": False})
+    r = cli(["run", str(spec), "--jobs", "2", "--no-progress"], tmp_path, env=cache_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trials = load_study(tmp_path, "jobs2").get_trials()
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2, workers  # both processes took trials
+
+
+def test_diverged_trial_fails_and_study_continues(tmp_path: Path, cache_env: dict[str, str]) -> None:
+    # Search trials get an absurd gradient-norm limit → TrainingDiverged at step 1; the baseline is unaffected.
+    spec = _spec(tmp_path, "nan", study={"n_trials": 3}, space={"train.max_grad_norm": {"choices": [1e-12]}})
+    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=cache_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trials = load_study(tmp_path, "nan").get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL"]
+    assert all("diverged at step 1" in t.user_attrs["fail_reason"] for t in trials[1:])
+    runs = {r.data.tags["fs.trial_number"]: r for r in mlflow_runs(tmp_path, "nan") if "fs.trial_number" in r.data.tags}
+    assert runs["1"].info.status == "FAILED" and "diverged" in runs["1"].data.tags["fs.failure_reason"]
+
+
+def test_over_budget_trials_skip_training(tmp_path: Path, cache_env: dict[str, str]) -> None:
+    spec = _spec(tmp_path, "budget", study={"n_trials": 3}, constraints={"max_params": 100})
+    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=cache_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    trials = load_study(tmp_path, "budget").get_trials()
+    assert trials[0].user_attrs["role"] == "baseline" and "val" in trials[0].user_attrs  # never skipped
+    for t in trials[1:]:
+        assert t.state.name == "COMPLETE"
+        assert t.user_attrs["skipped"].startswith("over budget")
+        assert "timing" not in t.user_attrs and "val" not in t.user_attrs  # no training happened
+        constraints = {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")}
+        assert constraints and max(constraints.values()) > 0, t.system_attrs  # recorded infeasible in Optuna
+
+
+BAD_SPECS = {
+    "unknown key": ({"study": {"n_trail": 3}}, "n_trial"),
+    "bad sampler": ({"study": {"sampler": "bayes"}}, "sampler"),
+    "impossible space": ({"space": {"arch.patch_size": {"choices": [16]}, "arch.num_stages": {"low": 4, "high": 4}}}, "num_stages"),
+    "even window": ({"model": {"focal_windows": 4}}, "focal_windows"),
+    "bad dataset": ({"data": {"dataset": "npz:does/not/exist.npz"}}, "exist.npz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_bad_spec_exits_2_and_writes_nothing(case: str, tmp_path: Path, cache_env: dict[str, str]) -> None:
+    tables, needle = BAD_SPECS[case]
+    spec = _spec(tmp_path, "bad", **tables)
+    r = cli(["run", str(spec)], tmp_path, env=cache_env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_bad_cli_arguments_exit_2(tmp_path: Path) -> None:
+    for args in (["run"], ["run", "nope.toml"], ["reproduce", "x", "--pick", "best"], ["run", str(ROOT / "studies/quick.toml"), "--jobs", "0"]):
+        r = cli(args, tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    assert not (tmp_path / "mlruns").exists()
