@@ -144,7 +144,7 @@ class Objective:
         if self.tracker is not None:
             self.tracker.log_metrics(run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None)
         cost_s = time.perf_counter() - t0
-        if not feasible and role != "baseline":
+        if not feasible and role not in ("baseline", "cell"):  # reference points and ablation cells always train
             over = ", ".join(k for k, v in violations.items() if v > 0)
             trial.set_user_attr("skipped", f"over budget: {over}")
             self._end(run_id, "FINISHED", {"fs.optuna_state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"})
@@ -163,7 +163,7 @@ class Objective:
             if self.tracker is not None:
                 self.tracker.log_metrics(run_id, {f"val_{k}": v for k, v in metrics.items()}, step=step)
             acc = metrics[spec.objectives.accuracy]
-            if step in spec.early_stopping.rungs and role != "baseline":
+            if step in spec.early_stopping.rungs and role not in ("baseline", "cell"):
                 values = objective_values(spec, acc, cost_attrs)
                 if not pruner.check(study, trial, step, values):
                     trial.set_user_attr("stop_rung", step)

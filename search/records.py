@@ -196,7 +196,11 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
             (out / "hypervolume.json").write_text(json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist}))
             files.append(out / "hypervolume.json")
             tracker.log_metrics(parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done))
-        imps = compute_importances(study, list(spec.objectives.names))
+        if spec.ablation is not None:
+            from search.ablation import ablation_artifacts
+
+            files.extend(ablation_artifacts(study, spec, out))
+        imps = compute_importances(study, list(spec.objectives.names)) if spec.ablation is None else {}
         if imps:
             files.append(importance_plot(imps, out / "importances.png"))
             (out / "importances.json").write_text(json.dumps(imps, indent=1))

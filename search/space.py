@@ -277,6 +277,10 @@ def fixed_trials(spec: StudySpec) -> list[dict[str, Any]]:
 
     Each is ``{"role": "baseline" | "variant", "name": str, "overrides": {...}}``; pass ``overrides`` to
     :func:`resolve_config` (with empty params)."""
+    if spec.ablation is not None:  # an ablation is its grid × seeds, nothing else
+        from search.ablation import ablation_trials
+
+        return ablation_trials(spec)
     out: list[dict[str, Any]] = []
     if spec.baseline:
         out.append({"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}})

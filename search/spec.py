@@ -653,6 +653,10 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         raw=raw,
     )
     spec = dataclasses.replace(spec, spec_hash=compute_spec_hash(spec.to_dict()))
+    if spec.ablation is not None:
+        from search.ablation import validate_ablation
+
+        validate_ablation(spec)
     if check:
         from search.space import check_space
 

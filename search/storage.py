@@ -149,6 +149,7 @@ def recover_stale_trials(study: Any) -> list[int]:
     that host detects dead owners. (RDB storages use Optuna's heartbeat instead.) Returns the failed
     trial numbers.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -158,8 +159,14 @@ def recover_stale_trials(study: Any) -> list[int]:
         h, _, pid = owner.rpartition(":")
         if h != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue
-        if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+        # The reason goes first: a finished trial's attrs cannot change. A concurrent recoverer (or the
+        # trial finishing after all) makes one of these raise: then the trial is not ours to retry.
+        try:
             study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker {owner} died (stale)")
+            ok = study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue
+        if ok:
             failed.append(t.number)
             if t.user_attrs.get("retry_of") is None:  # retry once, like Optuna's RetryFailedTrialCallback
                 attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "name", "fixed_overrides")}

@@ -84,7 +84,7 @@ def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec:
             study.set_user_attr("data_hash", data_hash)
             study.set_user_attr("created_at", time.time())
             for fixed in fixed_trials(spec):
-                study.enqueue_trial({}, user_attrs={"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]})
+                study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
             return study
     check_versions(study)
     stored = study.user_attrs.get("spec_hash")
@@ -96,6 +96,11 @@ def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec:
     if [d.name.lower() for d in study.directions] != list(spec.objectives.directions):
         raise StorageError(f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}")
     return study
+
+
+def _fixed_attrs(fixed: dict[str, Any]) -> dict[str, Any]:
+    attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
+    return attrs | {k: fixed[k] for k in ("cell", "seed") if k in fixed}
 
 
 def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
@@ -193,6 +198,8 @@ def run_worker(
         used, waiting = budget_used(study)
         if deadline is not None and time.time() >= deadline:
             break
+        if spec.ablation is not None and not waiting and not _wait_for_running(study, tracker):
+            break  # an ablation runs until its grid × seeds is done; n_trials is only a label
         if not waiting and n_trials is not None and used >= n_trials:
             # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
             # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
@@ -324,6 +331,11 @@ def run_study(
     if tracking_uri != "none":
         ensure_local_store(tracking_uri)
     study = open_study(spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash)
+    if spec.ablation is not None:  # resume: re-queue only the (cell, seed) pairs that are missing
+        from search.ablation import missing_trials
+
+        for fixed in missing_trials(study, spec):
+            study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
     if tracking_uri != "none":
         tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
         parent = tracker.parent_run_id(spec=spec.to_dict(), params=_parent_params(spec, storage_url, data), tags=_parent_tags(spec, storage_url, data))
