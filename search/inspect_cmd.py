@@ -69,7 +69,9 @@ def _stage_maps(model: Any, images_u8: np.ndarray, block: int | str) -> list[dic
 
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, FocalNet):
-        raise ValueError(f"model: modulator maps need a KeypointModel with a FocalNet backbone, got {type(backbone or model).__name__}")
+        raise ValueError(
+            f"model: modulator maps need a KeypointModel with a FocalNet backbone, got {type(backbone or model).__name__}"
+        )
     x = torch.as_tensor(images_u8).float().div(255.0)
     size = tuple(x.shape[-2:])
     was_training = model.training
@@ -119,7 +121,7 @@ def modulator_figure(
 
     Columns follow :func:`panel_titles` of the backbone config. Gates are the raw linear outputs (signed,
     colour ``RdBu_r`` symmetric around 0, one scale per stage); the modulator magnitude uses ``viridis``
-    (one scale per stage). The ranges are printed under the bottom row.
+    (its min..max over the drawn patches, one scale per stage). The ranges are printed under the bottom row.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -131,7 +133,9 @@ def modulator_figure(
     titles = panel_titles(model.backbone.config)
     n, h, w = len(imgs), imgs.shape[2], imgs.shape[3]
     ncols = len(titles)
-    assert ncols == 1 + sum(len(st["kernel_sizes"]) + 2 for st in stages), "panel titles do not match the maps"
+    assert ncols == 1 + sum(len(st["kernel_sizes"]) + 2 for st in stages), (
+        "panel titles do not match the maps"
+    )
 
     fig = Figure(figsize=(1.55 * ncols, 1.65 * n + 0.45), dpi=90)
     FigureCanvasAgg(fig)
@@ -146,16 +150,30 @@ def modulator_figure(
                     ax.plot(*kp[i, [a, b]].T, color="lime", lw=1, alpha=0.8)
         v2, v1 = vis[i] == 2, vis[i] == 1
         s = 5 if small else 12
-        ax.scatter(*kp[i, v2].T, s=s, c="lime" if not small else "white", edgecolors="black", linewidths=0.4, zorder=3)
-        ax.scatter(*kp[i, v1].T, s=s, facecolors="none", edgecolors="lime" if not small else "white", linewidths=0.8, zorder=3)
+        ax.scatter(
+            *kp[i, v2].T,
+            s=s,
+            c="lime" if not small else "white",
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=3,
+        )
+        ax.scatter(
+            *kp[i, v1].T,
+            s=s,
+            facecolors="none",
+            edgecolors="lime" if not small else "white",
+            linewidths=0.8,
+            zorder=3,
+        )
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
 
     scales = []
     for st in stages:
         glim = float(np.abs(st["gates"]).max()) or 1.0
-        mmax = float(st["modulator"].max()) or 1.0
-        scales.append((glim, mmax))
+        mmin, mmax = float(st["modulator"].min()), float(st["modulator"].max())
+        scales.append((glim, (mmin, mmax if mmax > mmin else mmin + 1e-6)))
 
     for i in range(n):
         col = 0
@@ -163,19 +181,33 @@ def modulator_figure(
         ax.imshow(imgs[i].transpose(1, 2, 0), interpolation="nearest", extent=extent)
         joints(ax, i, small=False)
         col += 1
-        for st, (glim, mmax) in zip(stages, scales, strict=True):
+        for st, (glim, (mmin, mmax)) in zip(stages, scales, strict=True):
             for lvl in range(st["gates"].shape[1]):
                 ax = axes[i, col]
-                ax.imshow(st["gates"][i, lvl], cmap="RdBu_r", vmin=-glim, vmax=glim, interpolation="nearest", extent=extent)
+                ax.imshow(
+                    st["gates"][i, lvl],
+                    cmap="RdBu_r",
+                    vmin=-glim,
+                    vmax=glim,
+                    interpolation="nearest",
+                    extent=extent,
+                )
                 joints(ax, i, small=True)
                 if i == n - 1:
                     ax.set_xlabel(f"±{glim:.2g}  ({st['res'][0]}×{st['res'][1]})", fontsize=7)
                 col += 1
             ax = axes[i, col]
-            ax.imshow(st["modulator"][i], cmap="viridis", vmin=0.0, vmax=mmax, interpolation="nearest", extent=extent)
+            ax.imshow(
+                st["modulator"][i],
+                cmap="viridis",
+                vmin=mmin,
+                vmax=mmax,
+                interpolation="nearest",
+                extent=extent,
+            )
             joints(ax, i, small=True)
             if i == n - 1:
-                ax.set_xlabel(f"0..{mmax:.2g}", fontsize=7)
+                ax.set_xlabel(f"{mmin:.2g}..{mmax:.2g}", fontsize=7)
             col += 1
     for i in range(n):
         for j in range(ncols):
@@ -184,7 +216,14 @@ def modulator_figure(
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(titles[j], fontsize=8)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.08 if n > 1 else 0.14, top=0.93 if n > 1 else 0.85, wspace=0.06, hspace=0.06)
+    fig.subplots_adjust(
+        left=0.01,
+        right=0.99,
+        bottom=0.08 if n > 1 else 0.14,
+        top=0.93 if n > 1 else 0.85,
+        wspace=0.06,
+        hspace=0.06,
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -195,7 +234,9 @@ def _json_equal(a: Any, b: Any) -> bool:
     return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
 
 
-def _trained_model(config: dict[str, Any], data: Any, export_dir: Path, *, number: int, rec: dict[str, Any], progress: bool) -> Any:
+def _trained_model(
+    config: dict[str, Any], data: Any, export_dir: Path, *, number: int, rec: dict[str, Any], progress: bool
+) -> Any:
     """The trial's trained model: from a previous export when its config matches, else retrained with the seed."""
     import torch
 
@@ -214,15 +255,22 @@ def _trained_model(config: dict[str, Any], data: Any, export_dir: Path, *, numbe
             print(f"loaded trial {number}'s weights from {weights}")
             return model
         print(f"{cfg_file} does not match trial {number}'s config: retraining", file=sys.stderr)
-    print(f"retraining trial {number} with seed {config['train']['seed']} (search trials store only their config)")
+    print(
+        f"retraining trial {number} with seed {config['train']['seed']} (search trials store only their config)"
+    )
     result = train(config["model"], config["train"], data, progress=progress, desc=f"inspect {number}")
     model.load_state_dict(result.state_dict)
     stored, got = (rec.get("val") or {}), result.val
     diffs = [abs(stored[k] - got[k]) for k in stored if k in got]
     if diffs and max(diffs) > 1e-6:
-        print(f"warning: retrained val metrics differ from the stored ones by up to {max(diffs):.3g} "
-              "(other machine or thread count?)", file=sys.stderr)
-    if not weights.exists() and not cfg_file.exists():  # cache for the next inspect (same files reproduce writes)
+        print(
+            f"warning: retrained val metrics differ from the stored ones by up to {max(diffs):.3g} "
+            "(other machine or thread count?)",
+            file=sys.stderr,
+        )
+    if (
+        not weights.exists() and not cfg_file.exists()
+    ):  # cache for the next inspect (same files reproduce writes)
         export_dir.mkdir(parents=True, exist_ok=True)
         torch.save(result.state_dict, weights)
         cfg_file.write_text(json.dumps(config, indent=1, sort_keys=True))
@@ -258,19 +306,32 @@ def inspect_trial(
     config = rec["config"]
     backbone = config["model"].get("backbone")
     if backbone != "focalnet":
-        raise ReproduceError(f"--trial: trial {trial} ({rec['name']}) has a {backbone} backbone, not FocalNet; "
-                             "pick a FocalNet trial")
+        raise ReproduceError(
+            f"--trial: trial {trial} ({rec['name']}) has a {backbone} backbone, not FocalNet; "
+            "pick a FocalNet trial"
+        )
     d = config["data"]
-    data = load_dataset(d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"])
+    data = load_dataset(
+        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
+    )
     if d.get("hash") and d["hash"] != data.data_hash:
-        raise ReproduceError(f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}")
+        raise ReproduceError(
+            f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
+        )
 
     export_dir = Path(out_dir) / study.study_name / f"trial-{rec['number']}"
     progress = sys.stderr.isatty() if progress is None else progress
     model = _trained_model(config, data, export_dir, number=rec["number"], rec=rec, progress=progress)
     k = min(n, len(data.test.images))
-    path = modulator_figure(model, data.test.images[:k], data.test.keypoints[:k], data.test.visibility[:k], data.edges,
-                            Path(out) if out else export_dir / FIGURE_NAME, block=block)
+    path = modulator_figure(
+        model,
+        data.test.images[:k],
+        data.test.keypoints[:k],
+        data.test.visibility[:k],
+        data.edges,
+        Path(out) if out else export_dir / FIGURE_NAME,
+        block=block,
+    )
 
     uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     if uri != "none":
@@ -280,7 +341,10 @@ def inspect_trial(
             tracker.log_artifact(run_id, path, "inspect")
             print(f"logged inspect/{path.name} to MLflow run {run_id}")
         else:
-            print(f"warning: trial {rec['number']} has no MLflow run in {uri}; the figure was not logged", file=sys.stderr)
+            print(
+                f"warning: trial {rec['number']} has no MLflow run in {uri}; the figure was not logged",
+                file=sys.stderr,
+            )
     print(path)
     return path
 

@@ -32,8 +32,17 @@ def _patches(n: int = 3, size: int = 32, k: int = 4) -> tuple[np.ndarray, np.nda
 
 def test_panel_titles() -> None:
     titles = panel_titles(TINY)
-    assert titles == ["input", "s1 gate l1 (k=3)", "s1 gate l2 (k=5)", "s1 gate global", "s1 |modulator|",
-                      "s2 gate l1 (k=3)", "s2 gate l2 (k=5)", "s2 gate global", "s2 |modulator|"]
+    assert titles == [
+        "input",
+        "s1 gate l1 (k=3)",
+        "s1 gate l2 (k=5)",
+        "s1 gate global",
+        "s1 |modulator|",
+        "s2 gate l1 (k=3)",
+        "s2 gate l2 (k=5)",
+        "s2 gate global",
+        "s2 |modulator|",
+    ]
     assert len(titles) == 1 + 2 * (2 + 1 + 1)
     with pytest.raises(ValueError, match="backbone"):
         panel_titles({"backbone": "baseline"})
@@ -68,11 +77,19 @@ def test_modulator_figure_writes_png_and_stores_no_state(tmp_path: Path) -> None
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), before_out)
-    assert not any(isinstance(v, torch.Tensor) for m in model.modules() for v in vars(m).values())  # nothing cached
+    assert not any(
+        isinstance(v, torch.Tensor) for m in model.modules() for v in vars(m).values()
+    )  # nothing cached
 
     with pytest.raises(ValueError, match="FocalNet"):
-        modulator_figure(build_model({"backbone": "baseline", "baseline": {"img_size": 32}, "num_keypoints": 4}),
-                         imgs, kp, vis, [], tmp_path / "b.png")
+        modulator_figure(
+            build_model({"backbone": "baseline", "baseline": {"img_size": 32}, "num_keypoints": 4}),
+            imgs,
+            kp,
+            vis,
+            [],
+            tmp_path / "b.png",
+        )
 
 
 def test_maps_see_the_normalised_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -81,8 +98,14 @@ def test_maps_see_the_normalised_input(monkeypatch: pytest.MonkeyPatch, tmp_path
     imgs, kp, vis = _patches(n=2)
     seen: dict[str, torch.Tensor] = {}
     fwd, maps = type(model.backbone).forward, type(model.backbone).modulation_maps
-    monkeypatch.setattr(type(model.backbone), "forward", lambda self, x: (seen.__setitem__("fwd", x.clone()), fwd(self, x))[1])
-    monkeypatch.setattr(type(model.backbone), "modulation_maps", lambda self, x: (seen.__setitem__("maps", x.clone()), maps(self, x))[1])
+    monkeypatch.setattr(
+        type(model.backbone), "forward", lambda self, x: (seen.__setitem__("fwd", x.clone()), fwd(self, x))[1]
+    )
+    monkeypatch.setattr(
+        type(model.backbone),
+        "modulation_maps",
+        lambda self, x: (seen.__setitem__("maps", x.clone()), maps(self, x))[1],
+    )
     with torch.no_grad():
         model(torch.as_tensor(imgs).float() / 255)
     modulator_figure(model, imgs, kp, vis, [], tmp_path / "m.png", block=0)
@@ -93,9 +116,13 @@ def test_maps_see_the_normalised_input(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_inspect_cli_end_to_end(tmp_path: Path) -> None:
     env = {"FOCALNET_SEARCH_CACHE": str(tmp_path / "cache")}
     shutil.copytree(ROOT / "studies", tmp_path / "studies")
-    spec = quick_spec(study={"n_trials": 2, "baseline": True, "name": "inspect-quick"}, early_stopping={"enabled": False})
+    spec = quick_spec(
+        study={"n_trials": 2, "baseline": True, "name": "inspect-quick"}, early_stopping={"enabled": False}
+    )
     spec["study"].pop("timeout_min", None)
-    r = cli(["run", str(write_spec(tmp_path / "inspect-quick.toml", spec)), "--no-progress"], tmp_path, env=env)
+    r = cli(
+        ["run", str(write_spec(tmp_path / "inspect-quick.toml", spec)), "--no-progress"], tmp_path, env=env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
     r = cli(["inspect", "inspect-quick", "--trial", "1", "--n", "3"], tmp_path, env=env)
@@ -108,10 +135,27 @@ def test_inspect_cli_end_to_end(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "inspect")] == ["inspect/modulator_maps.png"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "inspect")] == [
+        "inspect/modulator_maps.png"
+    ]
 
     # second time: the weights cached by the first call are loaded (no retraining), same picture
-    r = cli(["inspect", "inspect-quick", "--trial", "1", "--n", "3", "--out", "again.png", "--tracking-uri", "none"], tmp_path, env=env)
+    r = cli(
+        [
+            "inspect",
+            "inspect-quick",
+            "--trial",
+            "1",
+            "--n",
+            "3",
+            "--out",
+            "again.png",
+            "--tracking-uri",
+            "none",
+        ],
+        tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "loaded trial 1's weights" in r.stdout
     with Image.open(png) as a, Image.open(tmp_path / "again.png") as b:

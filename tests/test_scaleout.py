@@ -6,6 +6,7 @@ polls a condition with a deadline; nothing sleeps in place of synchronisation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -55,6 +56,15 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def _wait_exit(procs: list[subprocess.Popen], timeout: float) -> list[int]:
     wait_for(lambda: all(p.poll() is not None for p in procs), timeout=timeout, what="workers to finish")
     return [p.returncode for p in procs]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
 
 
 def _rdb(url: str):
@@ -230,8 +240,12 @@ def test_journal_jobs4_sigkill_then_restart_completes(tmp_path: Path, env: dict[
             wait_for(lambda: run.poll() is not None, timeout=240, what="`run --jobs 4` to finish")
         finally:
             if run.poll() is None:
+                workers = _children(run.pid)  # own sessions: killing `run` would leave them running
                 run.kill()
                 run.wait(timeout=30)
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
     assert run.returncode == 0, (tmp_path / "run1.log").read_text()[-3000:]
     r = cli(["run", str(spec), "--jobs", "4", "--no-progress"], tmp_path, env=env, timeout=240)  # restart
     assert r.returncode == 0, r.stderr[-3000:]
