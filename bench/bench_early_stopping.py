@@ -46,7 +46,9 @@ def run_arm(raw: dict, *, early_stopping: bool, workdir: Path) -> dict:
     records = study_records(study, spec)
     names = ["accuracy", *spec.objectives.minimize]
     ref = [spec.hypervolume_reference[n] for n in names]
-    done = sorted((r for r in records if r["values"] is not None and r["feasible"]), key=lambda r: r["complete_time"])
+    done = sorted(
+        (r for r in records if r["values"] is not None and r["feasible"]), key=lambda r: r["complete_time"]
+    )
     created = study.user_attrs["created_at"]
     history = []
     for i in range(1, len(done) + 1):
@@ -80,8 +82,12 @@ def main() -> None:
     rungs = [args.steps // 4, args.steps // 2]
     raw.setdefault("early_stopping", {})["rungs"] = rungs
     raw["study"]["tracking_uri"] = ""
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch threads = cores")
-    print(f"study: {args.spec} with n_trials={args.n_trials}, steps={args.steps}, n_train={args.n_train}, rungs={rungs}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch threads = cores"
+    )
+    print(
+        f"study: {args.spec} with n_trials={args.n_trials}, steps={args.steps}, n_train={args.n_train}, rungs={rungs}"
+    )
     results = {}
     for es in (False, True):
         with tempfile.TemporaryDirectory() as d:
@@ -92,13 +98,21 @@ def main() -> None:
     t_reach = next((t for t, hv in fast["history"] if hv >= target), None)
     print(f"\n{'arm':<22} {'trials':>6} {'pruned':>6} {'wall s':>8} {'final HV':>12} {'train share':>11}")
     for name, r in (("no early stopping", full), ("Pareto-ASHA", fast)):
-        print(f"{name:<22} {r['n_trials']:>6} {r['n_pruned']:>6} {r['wall_s']:>8.0f} {r['final_hv']:>12.4g} {r['train_s'] / r['wall_s']:>10.0%}")
+        print(
+            f"{name:<22} {r['n_trials']:>6} {r['n_pruned']:>6} {r['wall_s']:>8.0f} {r['final_hv']:>12.4g} {r['train_s'] / r['wall_s']:>10.0%}"
+        )
     if t_reach is None:
-        print(f"\nPareto-ASHA never reached 95% of the full-budget hypervolume ({fast['final_hv'] / max(full['final_hv'], 1e-12):.0%} at the end)")
+        print(
+            f"\nPareto-ASHA never reached 95% of the full-budget hypervolume ({fast['final_hv'] / max(full['final_hv'], 1e-12):.0%} at the end)"
+        )
     else:
-        print(f"\nPareto-ASHA reached 95% of the full-budget hypervolume after {t_reach:.0f}s = {t_reach / t_full:.0%} of the full run's wall time (goal <= 33%)")
-    print("per-trial overhead (everything but training steps incl. evaluation, costs, logging, sampling): "
-          f"{1 - full['train_s'] / full['wall_s']:.0%} of study wall time without early stopping")
+        print(
+            f"\nPareto-ASHA reached 95% of the full-budget hypervolume after {t_reach:.0f}s = {t_reach / t_full:.0%} of the full run's wall time (goal <= 33%)"
+        )
+    print(
+        "per-trial overhead (everything but training steps incl. evaluation, costs, logging, sampling): "
+        f"{1 - full['train_s'] / full['wall_s']:.0%} of study wall time without early stopping"
+    )
 
 
 if __name__ == "__main__":

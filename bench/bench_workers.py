@@ -71,17 +71,45 @@ def throughput(tmp: Path, jobs: int, n_trials: int, steps: int, env: dict) -> di
     work.mkdir()
     spec = write_spec(work / "bench.toml", spec_dict(f"bench-j{jobs}", n_trials, steps))
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "search", "run", str(spec), "--jobs", str(jobs), "--no-progress", "--tracking-uri", "none"],
-                       cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search",
+            "run",
+            str(spec),
+            "--jobs",
+            str(jobs),
+            "--no-progress",
+            "--tracking-uri",
+            "none",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wall = time.time() - t0
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
-    study = optuna.load_study(study_name=f"bench-j{jobs}", storage=make_storage(f"journal:{work / 'mlruns' / 'optuna.journal'}"))
+    study = optuna.load_study(
+        study_name=f"bench-j{jobs}", storage=make_storage(f"journal:{work / 'mlruns' / 'optuna.journal'}")
+    )
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
-    span = max(t.datetime_complete for t in done).timestamp() - min(t.datetime_start for t in done).timestamp()
+    span = (
+        max(t.datetime_complete for t in done).timestamp() - min(t.datetime_start for t in done).timestamp()
+    )
     per_trial = sum(t.duration.total_seconds() for t in done) / len(done)
-    return {"jobs": jobs, "trials": len(done), "wall_s": round(wall, 1), "trials_per_hour_end_to_end": round(3600 * len(done) / wall),
-            "steady_span_s": round(span, 1), "trials_per_hour_steady": round(3600 * len(done) / span), "mean_trial_s": round(per_trial, 2)}
+    return {
+        "jobs": jobs,
+        "trials": len(done),
+        "wall_s": round(wall, 1),
+        "trials_per_hour_end_to_end": round(3600 * len(done) / wall),
+        "steady_span_s": round(span, 1),
+        "trials_per_hour_steady": round(3600 * len(done) / span),
+        "mean_trial_s": round(per_trial, 2),
+    }
 
 
 def recovery(tmp: Path, steps: int, env: dict) -> dict:
@@ -95,14 +123,36 @@ def recovery(tmp: Path, steps: int, env: dict) -> dict:
     pg_env = {**os.environ, "PGDATA": str(pg / "data"), "PGPORT": str(port), "FS_DB_PASSWORD": password}
     procs: list[subprocess.Popen] = []
     try:
-        subprocess.run([str(ROOT / "deploy" / "start_postgres.sh")], env=pg_env, check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [str(ROOT / "deploy" / "start_postgres.sh")],
+            env=pg_env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         url = f"postgresql://focalnet:{password}@127.0.0.1:{port}/focalnet_search"
         spec = write_spec(tmp / "recovery.toml", spec_dict("bench-recovery", 6, steps))
-        wenv = {**env, "STUDY": str(spec), "FS_STORAGE": url, "FS_TRACKING_URI": "none", "FS_THREADS": "1",
-                "FOCALNET_SEARCH_HEARTBEAT_S": "1", "FOCALNET_SEARCH_GRACE_S": "3", "FS_PYTHON": sys.executable}
+        wenv = {
+            **env,
+            "STUDY": str(spec),
+            "FS_STORAGE": url,
+            "FS_TRACKING_URI": "none",
+            "FS_THREADS": "1",
+            "FOCALNET_SEARCH_HEARTBEAT_S": "1",
+            "FOCALNET_SEARCH_GRACE_S": "3",
+            "FS_PYTHON": sys.executable,
+        }
         for _ in range(2):
-            procs.append(subprocess.Popen([str(ROOT / "deploy" / "worker.sh")], cwd=tmp, env=wenv, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [str(ROOT / "deploy" / "worker.sh")],
+                    cwd=tmp,
+                    env=wenv,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         victim = procs[0]
         storage = make_storage(url, heartbeat=False)
         owner = f"{socket.gethostname()}:{victim.pid}"
@@ -112,8 +162,14 @@ def recovery(tmp: Path, steps: int, env: dict) -> dict:
                 study = optuna.load_study(study_name="bench-recovery", storage=storage)
             except KeyError:
                 return None
-            return next((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                         if t.user_attrs.get("worker") == owner), None)
+            return next(
+                (
+                    t
+                    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                    if t.user_attrs.get("worker") == owner
+                ),
+                None,
+            )
 
         trial = poll(running_of_victim, 300)
         os.kill(victim.pid, signal.SIGKILL)
@@ -123,22 +179,35 @@ def recovery(tmp: Path, steps: int, env: dict) -> dict:
 
         def retry_started():
             ts = study.get_trials(deepcopy=False)
-            return next((t for t in ts if t.system_attrs.get("failed_trial") == trial.number and t.datetime_start), None)
+            return next(
+                (t for t in ts if t.system_attrs.get("failed_trial") == trial.number and t.datetime_start),
+                None,
+            )
 
         retry = poll(retry_started, 300)
         dead = study.trials[trial.number]
         procs[1].wait(timeout=300)
-        return {"heartbeat_s": 1, "grace_s": 3, "killed_trial": trial.number, "dead_state": dead.state.name,
-                "kill_to_fail_s": round(dead.datetime_complete.timestamp() - t_kill, 2),
-                "kill_to_retry_start_s": round(retry.datetime_start.timestamp() - t_kill, 2),
-                "retry_state": study.trials[retry.number].state.name, "survivor_rc": procs[1].returncode}
+        return {
+            "heartbeat_s": 1,
+            "grace_s": 3,
+            "killed_trial": trial.number,
+            "dead_state": dead.state.name,
+            "kill_to_fail_s": round(dead.datetime_complete.timestamp() - t_kill, 2),
+            "kill_to_retry_start_s": round(retry.datetime_start.timestamp() - t_kill, 2),
+            "retry_state": study.trials[retry.number].state.name,
+            "survivor_rc": procs[1].returncode,
+        }
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
         if (pg / "data" / "postmaster.pid").exists():
-            subprocess.run([str(ROOT / "deploy" / "stop_postgres.sh")], env={**pg_env, "PG_STOP_MODE": "immediate"}, capture_output=True)
+            subprocess.run(
+                [str(ROOT / "deploy" / "stop_postgres.sh")],
+                env={**pg_env, "PG_STOP_MODE": "immediate"},
+                capture_output=True,
+            )
         shutil.rmtree(pg, ignore_errors=True)
 
 
@@ -152,13 +221,25 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="fs-bench-workers-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FOCALNET_SEARCH_CACHE": str(tmp / "cache")}
     cores = len(os.sched_getaffinity(0))
-    print(f"cores={cores} load_avg_1m={os.getloadavg()[0]:.1f} trials={args.trials} steps={args.steps}", flush=True)
+    print(
+        f"cores={cores} load_avg_1m={os.getloadavg()[0]:.1f} trials={args.trials} steps={args.steps}",
+        flush=True,
+    )
     results: dict = {"cores": cores, "load_avg_at_start": round(os.getloadavg()[0], 1), "throughput": []}
     try:
         # warm the dataset cache so the first configuration does not pay for generating data
-        subprocess.run([sys.executable, "-c", "from search.data import load_dataset as l; import tomllib,sys; "
-                        "d=tomllib.load(open(sys.argv[1],'rb'))['data']; l(d['dataset'], n_train=d['n_train'], n_val=d['n_val'], n_test=d['n_test'], seed=d['seed'])",
-                        str(ROOT / "studies" / "quick.toml")], env=env, check=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from search.data import load_dataset as l; import tomllib,sys; "
+                "d=tomllib.load(open(sys.argv[1],'rb'))['data']; l(d['dataset'], n_train=d['n_train'], n_val=d['n_val'], n_test=d['n_test'], seed=d['seed'])",
+                str(ROOT / "studies" / "quick.toml"),
+            ],
+            env=env,
+            check=True,
+            timeout=300,
+        )
         for jobs in args.jobs:
             res = throughput(tmp, jobs, args.trials, args.steps, env)
             print(json.dumps(res), flush=True)

@@ -52,7 +52,11 @@ def _study_from_name(name: str, storage: str | None) -> tuple[Any, Any]:
     except KeyError:
         raise StorageError(f"study: no study named {name!r} in {url}; see `python -m search list`") from None
     raw = study.user_attrs.get("spec_raw")
-    spec = parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False) if raw else None
+    spec = (
+        parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False)
+        if raw
+        else None
+    )
     if spec is None:
         raise StorageError(f"study: {name!r} has no stored spec (not created by this harness)")
     return study, spec
@@ -66,8 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
     if args.n_trials is not None and args.n_trials < 1:
         raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
-    study = run_study(spec, n_trials=args.n_trials, jobs=args.jobs, storage_url=args.storage, tracking_uri=args.tracking_uri,
-                      allow_changed_spec=args.allow_changed_spec, progress=not args.no_progress)
+    study = run_study(
+        spec,
+        n_trials=args.n_trials,
+        jobs=args.jobs,
+        storage_url=args.storage,
+        tracking_uri=args.tracking_uri,
+        allow_changed_spec=args.allow_changed_spec,
+        progress=not args.no_progress,
+    )
     if args.report:
         from search.records import report_text
 
@@ -116,8 +127,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from search.reproduce import reproduce
 
     study, spec = _study_from_name(args.name, args.storage)
-    return reproduce(study, spec, trial=args.trial, pick=args.pick, seeds=args.seeds, out_dir=args.out,
-                     tracking_uri=args.tracking_uri, tolerance=args.tolerance, progress=not args.no_progress)
+    return reproduce(
+        study,
+        spec,
+        trial=args.trial,
+        pick=args.pick,
+        seeds=args.seeds,
+        out_dir=args.out,
+        tracking_uri=args.tracking_uri,
+        tolerance=args.tolerance,
+        progress=not args.no_progress,
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -136,7 +156,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for t in study.get_trials(deepcopy=False):
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
         kind = "ablation" if (study.user_attrs.get("spec_raw") or {}).get("ablation") else "search"
-        print(f"{s.study_name:<32} {kind:<9} " + " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items())))
+        print(
+            f"{s.study_name:<32} {kind:<9} " + " ".join(f"{k.lower()}={v}" for k, v in sorted(counts.items()))
+        )
     return 0
 
 
@@ -156,7 +178,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     artifacts = str(Path("mlruns/artifacts").resolve())
     url = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", artifacts, "--host", args.host, "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        artifacts,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
@@ -178,11 +213,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise_bad(f"{path}: {sorted(unknown)[0]}", "unknown top-level key; allowed: model, train, data")
     model_cfg, train_cfg, data_cfg = _validate_run_config(cfg, path)
-    data = load_dataset(data_cfg.get("dataset", "synthetic:medium"), n_train=data_cfg.get("n_train", 8000),
-                        n_val=data_cfg.get("n_val", 1000), n_test=data_cfg.get("n_test", 1000), seed=data_cfg.get("seed", 0))
+    data = load_dataset(
+        data_cfg.get("dataset", "synthetic:medium"),
+        n_train=data_cfg.get("n_train", 8000),
+        n_val=data_cfg.get("n_val", 1000),
+        n_test=data_cfg.get("n_test", 1000),
+        seed=data_cfg.get("seed", 0),
+    )
     result = train(model_cfg, train_cfg, data, progress=not args.no_progress)
-    out = {"val": result.val, "test": result.test, "steps": result.steps_done, "wall_s": result.wall_s,
-           "data_hash": data.data_hash, "config": {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_cfg}}
+    out = {
+        "val": result.val,
+        "test": result.test,
+        "steps": result.steps_done,
+        "wall_s": result.wall_s,
+        "data_hash": data.data_hash,
+        "config": {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "data": data_cfg},
+    }
     print(json.dumps({"val": result.val, "test": result.test, "wall_s": round(result.wall_s, 2)}, indent=1))
     if args.out:
         import torch
@@ -200,7 +246,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.load_state_dict(result.state_dict)
         n = min(16, len(data.test.images))
         pred = predict(model, data.test.images[:n])
-        prediction_gallery(data.test.images[:n], data.test.keypoints[:n], pred, data.test.visibility[:n], data.edges, outdir / "gallery.png")
+        prediction_gallery(
+            data.test.images[:n],
+            data.test.keypoints[:n],
+            pred,
+            data.test.visibility[:n],
+            data.edges,
+            outdir / "gallery.png",
+        )
         print(f"wrote {outdir}/metrics.json, model.pt, gallery.png")
     return 0
 
@@ -238,13 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def storage_flags(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--storage", default=None, help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…")
-        q.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; 'none' = no logging)")
+        q.add_argument(
+            "--storage",
+            default=None,
+            help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…",
+        )
+        q.add_argument(
+            "--tracking-uri",
+            default=None,
+            help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; 'none' = no logging)",
+        )
 
     q = sub.add_parser("run", help="create or continue a study (search or ablation)")
     q.add_argument("spec")
     q.add_argument("--n-trials", type=int, default=None)
-    q.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (threads = cores / jobs)")
+    q.add_argument(
+        "--jobs", type=int, default=1, help="worker processes on this machine (threads = cores / jobs)"
+    )
     q.add_argument("--allow-changed-spec", action="store_true")
     q.add_argument("--report", action="store_true", help="print the report at the end")
     q.add_argument("--no-progress", action="store_true")

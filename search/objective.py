@@ -58,7 +58,9 @@ class Objective:
             cfg = resolve_config(self.spec, {}, overrides={"model": {"backbone": "baseline"}})
             costs = measure_costs(cfg["model"], latency_spec=self.spec.latency, baseline_ms=None)
             self._baseline_ms = costs.latency.median_ms
-            self._baseline_costs = dataclasses.replace(costs, baseline_latency_ms=self._baseline_ms, latency_ratio=1.0)
+            self._baseline_costs = dataclasses.replace(
+                costs, baseline_latency_ms=self._baseline_ms, latency_ratio=1.0
+            )
         return self._baseline_ms
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -72,11 +74,15 @@ class Objective:
         else:
             config = resolve_config(spec, {}, overrides=trial.user_attrs.get("fixed_overrides") or {})
         # Rungs must be evaluation points; threads are a property of the run (they change float sums).
-        config["train"]["eval_steps"] = sorted(set(config["train"].get("eval_steps", [])) | set(spec.early_stopping.rungs))
+        config["train"]["eval_steps"] = sorted(
+            set(config["train"].get("eval_steps", [])) | set(spec.early_stopping.rungs)
+        )
         if not config["train"].get("threads"):
             config["train"]["threads"] = self.threads
         config["data"]["hash"] = self.data.data_hash
-        config["model"]["num_keypoints"] = self.data.num_keypoints  # the dataset decides K (16 body, 21 hand, user data)
+        config["model"]["num_keypoints"] = (
+            self.data.num_keypoints
+        )  # the dataset decides K (16 body, 21 hand, user data)
         trial.set_user_attr("config", config)
         name = run_name(trial.number, config, label=trial.user_attrs.get("name"))
         trial.set_user_attr("run_name", name)
@@ -95,7 +101,11 @@ class Objective:
         except optuna.TrialPruned as e:
             if hasattr(e, "partial_timing"):
                 trial.set_user_attr("timing", e.partial_timing)
-            self._end(run_id, "FINISHED", {"fs.optuna_state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))})
+            self._end(
+                run_id,
+                "FINISHED",
+                {"fs.optuna_state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))},
+            )
             raise
         except TrainingDiverged as e:
             trial.set_user_attr("fail_reason", str(e))
@@ -118,12 +128,16 @@ class Objective:
             except Exception as e:  # logging must never turn one failure into two
                 print(f"warning: could not close MLflow run {run_id}: {e}")
 
-    def _run(self, trial: optuna.Trial, config: dict[str, Any], role: str, run_id: str | None) -> tuple[float, ...]:
+    def _run(
+        self, trial: optuna.Trial, config: dict[str, Any], role: str, run_id: str | None
+    ) -> tuple[float, ...]:
         spec = self.spec
         t0 = time.perf_counter()
         baseline_ms = self.baseline_latency_ms()
         if role == "baseline" and self._baseline_costs is not None:
-            costs = self._baseline_costs  # the same measurement the ratios use: the baseline's ratio is exactly 1
+            costs = (
+                self._baseline_costs
+            )  # the same measurement the ratios use: the baseline's ratio is exactly 1
         else:
             costs = measure_costs(config["model"], latency_spec=spec.latency, baseline_ms=baseline_ms)
         cost_attrs = {
@@ -142,12 +156,21 @@ class Objective:
         feasible = all(v <= 0 for v in violations.values())
         trial.set_user_attr("feasible", feasible)
         if self.tracker is not None:
-            self.tracker.log_metrics(run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None)
+            self.tracker.log_metrics(
+                run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
+            )
         cost_s = time.perf_counter() - t0
-        if not feasible and role not in ("baseline", "cell"):  # reference points and ablation cells always train
+        if not feasible and role not in (
+            "baseline",
+            "cell",
+        ):  # reference points and ablation cells always train
             over = ", ".join(k for k, v in violations.items() if v > 0)
             trial.set_user_attr("skipped", f"over budget: {over}")
-            self._end(run_id, "FINISHED", {"fs.optuna_state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"})
+            self._end(
+                run_id,
+                "FINISHED",
+                {"fs.optuna_state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"},
+            )
             # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
             return objective_values(spec, 0.0, cost_attrs)
 
@@ -169,19 +192,40 @@ class Objective:
                     trial.set_user_attr("stop_rung", step)
                     raise optuna.TrialPruned(f"stopped at rung {step}")
 
-        result = train(config["model"], config["train"], self.data, callback=on_eval, progress=self.progress, desc=f"trial {trial.number}")
+        result = train(
+            config["model"],
+            config["train"],
+            self.data,
+            callback=on_eval,
+            progress=self.progress,
+            desc=f"trial {trial.number}",
+        )
         accuracy = result.val[spec.objectives.accuracy]
         if not math.isfinite(accuracy):
             raise TrainingDiverged(result.steps_done, f"val {spec.objectives.accuracy} is {accuracy}")
         trial.set_user_attr("val", {k: result.val[k] for k in METRIC_KEYS if k in result.val})
         trial.set_user_attr("test", {k: result.test[k] for k in METRIC_KEYS if k in result.test})
         trial.set_user_attr("curve", [[s, m[spec.objectives.accuracy]] for s, m in result.history])
-        timing = {"train_s": result.train_s, "data_s": result.data_s, "eval_s": result.eval_s, "cost_s": cost_s, "wall_s": time.perf_counter() - t0}
+        timing = {
+            "train_s": result.train_s,
+            "data_s": result.data_s,
+            "eval_s": result.eval_s,
+            "cost_s": cost_s,
+            "wall_s": time.perf_counter() - t0,
+        }
         trial.set_user_attr("timing", timing)
         if self.tracker is not None:
             final = {f"final_val_{k}": v for k, v in result.val.items() if k in METRIC_KEYS}
             final |= {f"test_{k}": v for k, v in result.test.items() if k in METRIC_KEYS}
             final |= {f"time_{k}": v for k, v in timing.items()}
             self.tracker.log_metrics(run_id, final, step=None)
-            self._end(run_id, "FINISHED", {"fs.optuna_state": "COMPLETE", "fs.feasible": str(feasible).lower(), "fs.config": json.dumps(config)[:4900]})
+            self._end(
+                run_id,
+                "FINISHED",
+                {
+                    "fs.optuna_state": "COMPLETE",
+                    "fs.feasible": str(feasible).lower(),
+                    "fs.config": json.dumps(config)[:4900],
+                },
+            )
         return objective_values(spec, accuracy, cost_attrs)

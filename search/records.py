@@ -19,11 +19,20 @@ from optuna.trial import TrialState
 
 from search.pareto import hypervolume_history, pareto_mask
 
-__all__ = ["study_records", "refresh_parent", "trial_summary_line", "report_text", "objective_points", "dominates"]
+__all__ = [
+    "study_records",
+    "refresh_parent",
+    "trial_summary_line",
+    "report_text",
+    "objective_points",
+    "dominates",
+]
 
 
 def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
-    return np.array([[r["values"][n] for n in spec_names] for r in records], dtype=float).reshape(len(records), len(spec_names))
+    return np.array([[r["values"][n] for n in spec_names] for r in records], dtype=float).reshape(
+        len(records), len(spec_names)
+    )
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], names: list[str], directions: list[str]) -> bool:
@@ -54,7 +63,12 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
         ua = t.user_attrs
         values = None
         if t.state == TrialState.COMPLETE and t.values:
-            values = {"accuracy": t.values[0], "params": ua.get("params"), "flops": ua.get("flops"), "latency_ms": ua.get("latency_ms")}
+            values = {
+                "accuracy": t.values[0],
+                "params": ua.get("params"),
+                "flops": ua.get("flops"),
+                "latency_ms": ua.get("latency_ms"),
+            }
         config = ua.get("config")
         records.append(
             {
@@ -99,16 +113,22 @@ def _fmt(x: Any, nd: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
-def trial_summary_line(study: optuna.Study, spec: Any, frozen: optuna.trial.FrozenTrial, *, t_start: float, n_trials: int | None) -> str:
+def trial_summary_line(
+    study: optuna.Study, spec: Any, frozen: optuna.trial.FrozenTrial, *, t_start: float, n_trials: int | None
+) -> str:
     """One line per finished trial, prefixed with the study's progress (done/total, elapsed, ETA, front, best)."""
     records = study_records(study, spec)
     finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in records)
     front = sum(r["pareto"] for r in records)
-    best = max((r["values"]["accuracy"] for r in records if r["values"] and r["feasible"]), default=float("nan"))
+    best = max(
+        (r["values"]["accuracy"] for r in records if r["values"] and r["feasible"]), default=float("nan")
+    )
     elapsed = time.time() - t_start
     eta = ""
     if n_trials and finished:
-        eta = f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"  # crude: per-trial mean
+        eta = (
+            f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"  # crude: per-trial mean
+        )
     ua = frozen.user_attrs
     head = f"[{finished}/{n_trials or '?'} {_hms(elapsed)}{eta} front={front} best={_fmt(best)}]"
     what = ua.get("name") or ua.get("run_name") or ""
@@ -138,7 +158,16 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
     acc = spec.objectives.accuracy
     header = f"{'#':>4} {'name':<28} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6}  note"
-    lines = [f"study {study.study_name}: {len(records)} trials, " + ", ".join(f"{s.lower()} {sum(r['state'] == s for r in records)}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING") if any(r['state'] == s for r in records)), header, "-" * len(header)]
+    lines = [
+        f"study {study.study_name}: {len(records)} trials, "
+        + ", ".join(
+            f"{s.lower()} {sum(r['state'] == s for r in records)}"
+            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+            if any(r["state"] == s for r in records)
+        ),
+        header,
+        "-" * len(header),
+    ]
     for r in done:
         v = r["values"]
         note = []
@@ -163,7 +192,7 @@ def report_text(study: optuna.Study, spec: Any) -> str:
         )
     pruned = [r for r in records if r["state"] == "PRUNED"]
     if pruned:
-        lines.append(f"early-stopped: " + ", ".join(f"{r['number']}@{r['stop_rung']}" for r in pruned))
+        lines.append("early-stopped: " + ", ".join(f"{r['number']}@{r['stop_rung']}" for r in pruned))
     failed = [r for r in records if r["state"] == "FAIL"]
     for r in failed:
         lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
@@ -172,7 +201,13 @@ def report_text(study: optuna.Study, spec: Any) -> str:
 
 def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
     """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run."""
-    from search.plots import compute_importances, hypervolume_plot, importance_plot, pareto_plots, pareto_table
+    from search.plots import (
+        compute_importances,
+        hypervolume_plot,
+        importance_plot,
+        pareto_plots,
+        pareto_table,
+    )
 
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:
@@ -181,7 +216,10 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
     names = _value_names(spec)
     directions = list(spec.objectives.directions)
     ref = [spec.hypervolume_reference[n] for n in names]
-    done = sorted((r for r in records if r["values"] is not None and r["feasible"]), key=lambda r: r["complete_time"] or 0)
+    done = sorted(
+        (r for r in records if r["values"] is not None and r["feasible"]),
+        key=lambda r: r["complete_time"] or 0,
+    )
     hv_hist: list[tuple[float, float]] = []
     if done:
         created = study.user_attrs.get("created_at") or done[0]["complete_time"]
@@ -193,9 +231,13 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
         files.append(pareto_table(records, out / "pareto.csv"))
         if hv_hist:
             files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
-            (out / "hypervolume.json").write_text(json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist}))
+            (out / "hypervolume.json").write_text(
+                json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist})
+            )
             files.append(out / "hypervolume.json")
-            tracker.log_metrics(parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done))
+            tracker.log_metrics(
+                parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done)
+            )
         if spec.ablation is not None:
             from search.ablation import ablation_artifacts
 
@@ -208,5 +250,7 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
         for f in files:
             tracker.log_artifact(parent, str(f), "report")
     front = {r["number"] for r in records if r["pareto"]}
-    run_ids = {r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"}
+    run_ids = {
+        r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"
+    }
     tracker.update_pareto_tags(front, run_ids)

@@ -24,7 +24,9 @@ class ReproduceError(ValueError):
     """A trial cannot be reproduced (missing, unfinished, data changed); CLI exit code 2."""
 
 
-def pick_trial(records: list[dict[str, Any]], spec: Any, *, trial: int | None, pick: str | None) -> dict[str, Any]:
+def pick_trial(
+    records: list[dict[str, Any]], spec: Any, *, trial: int | None, pick: str | None
+) -> dict[str, Any]:
     """The record to reproduce: an explicit trial number, or a pick from the feasible Pareto front."""
     from search.pareto import knee_point
 
@@ -33,9 +35,13 @@ def pick_trial(records: list[dict[str, Any]], spec: Any, *, trial: int | None, p
         if rec is None:
             raise ReproduceError(f"--trial: no trial {trial}; trials are 0..{len(records) - 1}")
         if rec["state"] != "COMPLETE" or not rec["config"] or rec["skipped"]:
-            raise ReproduceError(f"--trial: trial {trial} is {rec['state']}{' (skipped: ' + rec['skipped'] + ')' if rec['skipped'] else ''}; pick a trained COMPLETE trial")
+            raise ReproduceError(
+                f"--trial: trial {trial} is {rec['state']}{' (skipped: ' + rec['skipped'] + ')' if rec['skipped'] else ''}; pick a trained COMPLETE trial"
+            )
         return rec
-    front = [r for r in records if r["pareto"] and r["role"] != "baseline"] or [r for r in records if r["pareto"]]
+    front = [r for r in records if r["pareto"] and r["role"] != "baseline"] or [
+        r for r in records if r["pareto"]
+    ]
     if not front:
         raise ReproduceError("--pick: the study has no completed feasible trial yet")
     pick = pick or "knee"
@@ -49,7 +55,9 @@ def pick_trial(records: list[dict[str, Any]], spec: Any, *, trial: int | None, p
     return front[knee_point(objective_points(front, names), list(spec.objectives.directions))]
 
 
-def _metrics_table(original: dict[str, dict[str, float]], reproduced: dict[str, dict[str, float]]) -> tuple[list[str], float]:
+def _metrics_table(
+    original: dict[str, dict[str, float]], reproduced: dict[str, dict[str, float]]
+) -> tuple[list[str], float]:
     lines = [f"{'metric':<16} {'original':>10} {'reproduced':>11} {'diff':>10}"]
     worst = 0.0
     for split in ("val", "test"):
@@ -86,12 +94,22 @@ def reproduce(
     rec = pick_trial(records, spec, trial=trial, pick=pick)
     config = rec["config"]
     d = config["data"]
-    data = load_dataset(d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"])
+    data = load_dataset(
+        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
+    )
     if d.get("hash") and d["hash"] != data.data_hash:
-        raise ReproduceError(f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}")
-    print(f"reproducing trial {rec['number']} ({rec['name']}) of study {study.study_name} with seed {config['train']['seed']}")
-    result = train(config["model"], config["train"], data, progress=progress, desc=f"reproduce {rec['number']}")
-    lines, worst = _metrics_table({"val": rec["val"], "test": rec["test"]}, {"val": result.val, "test": result.test})
+        raise ReproduceError(
+            f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
+        )
+    print(
+        f"reproducing trial {rec['number']} ({rec['name']}) of study {study.study_name} with seed {config['train']['seed']}"
+    )
+    result = train(
+        config["model"], config["train"], data, progress=progress, desc=f"reproduce {rec['number']}"
+    )
+    lines, worst = _metrics_table(
+        {"val": rec["val"], "test": rec["test"]}, {"val": result.val, "test": result.test}
+    )
     print("\n".join(lines))
     ok = worst <= tolerance
     print(f"max |difference| = {worst:.3g} ({'within' if ok else 'BEYOND'} tolerance {tolerance:g})")
@@ -126,8 +144,24 @@ def reproduce(
     export_torchscript(model, out / "model.torchscript.pt", img_size=img)
     n = min(16, len(data.test.images))
     pred = predict(model, data.test.images[:n])
-    prediction_gallery(data.test.images[:n], data.test.keypoints[:n], pred, data.test.visibility[:n], data.edges, out / "gallery.png")
-    (out / "metrics.json").write_text(json.dumps({"original": {"val": rec["val"], "test": rec["test"]}, "reproduced": {"val": result.val, "test": result.test}, "max_abs_diff": worst}, indent=1))
+    prediction_gallery(
+        data.test.images[:n],
+        data.test.keypoints[:n],
+        pred,
+        data.test.visibility[:n],
+        data.edges,
+        out / "gallery.png",
+    )
+    (out / "metrics.json").write_text(
+        json.dumps(
+            {
+                "original": {"val": rec["val"], "test": rec["test"]},
+                "reproduced": {"val": result.val, "test": result.test},
+                "max_abs_diff": worst,
+            },
+            indent=1,
+        )
+    )
     print(f"exported state dict, config, TorchScript and gallery to {out}")
 
     uri = tracking_uri or spec.tracking_uri or default_tracking_uri()

@@ -58,21 +58,31 @@ def make_storage(url: str, *, heartbeat: bool = True) -> Any:
             f"storage: unsupported URL {url!r}; allowed: journal:PATH, postgresql://…, sqlite:///PATH"
         )
     if url.startswith("postgresql://") and not _importable("psycopg") and _importable("psycopg2"):
-        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")  # SQLAlchemy 2.1 defaults to psycopg 3
+        url = "postgresql+psycopg2://" + url.removeprefix(
+            "postgresql://"
+        )  # SQLAlchemy 2.1 defaults to psycopg 3
     import warnings
 
     kwargs: dict[str, Any] = {}
     try:
-        with warnings.catch_warnings():  # heartbeat API is "experimental"; the warnings would break one-line errors
+        with (
+            warnings.catch_warnings()
+        ):  # heartbeat API is "experimental"; the warnings would break one-line errors
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", FutureWarning)
             if heartbeat:
-                kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S, **_retry_callback_kwargs()}
+                kwargs = {
+                    "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+                    "grace_period": GRACE_PERIOD_S,
+                    **_retry_callback_kwargs(),
+                }
             engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
             for attempt in range(5):
                 try:
                     return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-                except Exception as e:  # workers starting together on an empty database race to create the schema
+                except (
+                    Exception
+                ) as e:  # workers starting together on an empty database race to create the schema
                     if attempt == 4 or not any(m in str(e) for m in ("duplicate key", "already exists")):
                         raise
                     import random
@@ -96,8 +106,14 @@ def _retry_callback_kwargs() -> dict[str, Any]:
     import optuna.storages as st
 
     if hasattr(st, "RetryHeartbeatStaleTrialCallback"):
-        return {"heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(max_retry=1, inherit_intermediate_values=False)}
-    return {"failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False)}
+        return {
+            "heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(
+                max_retry=1, inherit_intermediate_values=False
+            )
+        }
+    return {
+        "failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False)
+    }
 
 
 def library_versions() -> dict[str, str]:

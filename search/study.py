@@ -45,14 +45,29 @@ def code_version() -> str:
     """Git commit of the working tree (+dirty), so every logged number traces to its code."""
     root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return library_versions()["focalnet-search"]
     return (sha[:12] + ("+dirty" if dirty else "")) if sha else library_versions()["focalnet-search"]
 
 
-def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec: bool = False, data_hash: str | None = None) -> optuna.Study:
+def open_study(
+    spec: Any,
+    storage_url: str,
+    *,
+    create: bool,
+    allow_changed_spec: bool = False,
+    data_hash: str | None = None,
+) -> optuna.Study:
     """Create the study (first worker) or load it (everyone else), refusing incompatible ones.
 
     Args:
@@ -71,7 +86,9 @@ def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec:
         if not create:
             raise StorageError(f"study: {spec.name!r} does not exist in {redact_url(storage_url)}") from None
         try:
-            study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, directions=spec.objectives.directions)
+            study = optuna.create_study(
+                study_name=spec.name, storage=storage, sampler=sampler, directions=spec.objectives.directions
+            )
         except optuna.exceptions.DuplicatedStudyError:  # another worker won the race
             study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler)
         else:
@@ -94,7 +111,9 @@ def open_study(spec: Any, storage_url: str, *, create: bool, allow_changed_spec:
             "rename the study or pass --allow-changed-spec"
         )
     if [d.name.lower() for d in study.directions] != list(spec.objectives.directions):
-        raise StorageError(f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}")
+        raise StorageError(
+            f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}"
+        )
     return study
 
 
@@ -109,7 +128,12 @@ def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     seed = spec.seed
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=max(4, min(10, (spec.n_trials or 20) // 3)))
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,
+            n_startup_trials=max(4, min(10, (spec.n_trials or 20) // 3)),
+        )
     if spec.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if spec.sampler == "gp":
@@ -120,14 +144,17 @@ def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
 def budget_used(study: optuna.Study) -> tuple[int, int]:
     """(trials that count against the budget, trials waiting in the queue).
 
-    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). A FAIL from a
-    dead worker does not count: its retry is queued as WAITING and runs regardless.
+    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). Not counted: a
+    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, and a
+    trial interrupted by Ctrl-C (the budget is for trials that ran).
     """
     used = waiting = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-            used += 1
-        elif t.state == TrialState.FAIL and not any(w in str(t.user_attrs.get("fail_reason", "stale")) for w in ("stale", _SURPLUS)):
+        reason = str(t.user_attrs.get("fail_reason", "stale"))
+        own_failure = t.state == TrialState.FAIL and not any(
+            w in reason for w in ("stale", "interrupted", _SURPLUS)
+        )
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or own_failure:
             used += 1
         elif t.state == TrialState.WAITING:
             waiting += 1
@@ -161,8 +188,16 @@ def run_worker(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if data is None:
-        data = load_dataset(spec.data.dataset, n_train=spec.data.n_train, n_val=spec.data.n_val, n_test=spec.data.n_test, seed=spec.data.seed)
-    study = open_study(spec, storage_url, create=create, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash)
+        data = load_dataset(
+            spec.data.dataset,
+            n_train=spec.data.n_train,
+            n_val=spec.data.n_val,
+            n_test=spec.data.n_test,
+            seed=spec.data.seed,
+        )
+    study = open_study(
+        spec, storage_url, create=create, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash
+    )
     if study.user_attrs.get("data_hash") not in (None, data.data_hash):
         raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
     recover_stale_trials(study)
@@ -170,7 +205,11 @@ def run_worker(
     if tracker is not None:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent is None:
-            parent = tracker.parent_run_id(spec=spec.to_dict(), params=_parent_params(spec, storage_url, data), tags=_parent_tags(spec, storage_url, data))
+            parent = tracker.parent_run_id(
+                spec=spec.to_dict(),
+                params=_parent_params(spec, storage_url, data),
+                tags=_parent_tags(spec, storage_url, data),
+            )
         _close_dead_runs(study, tracker)
     objective = Objective(spec=spec, data=data, tracker=tracker, threads=threads, progress=progress)
     t_start = time.time()
@@ -182,15 +221,21 @@ def run_worker(
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         print(trial_summary_line(study, spec, frozen, t_start=t_start, n_trials=n_trials), flush=True)
         if tracker is not None:
-            _close_dead_runs(study, tracker)  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
-            if time.time() - last_refresh[0] >= REFRESH_EVERY_S:  # plots cost seconds: not after every short trial
+            _close_dead_runs(
+                study, tracker
+            )  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
+            if (
+                time.time() - last_refresh[0] >= REFRESH_EVERY_S
+            ):  # plots cost seconds: not after every short trial
                 refresh_parent(study, spec, tracker)
                 last_refresh[0] = time.time()
 
     def guarded(trial: optuna.Trial) -> tuple[float, ...]:
         # Two workers can both see "one trial left" and both start one: the later-numbered is surplus.
         if n_trials is not None and _is_surplus(study, trial, n_trials):
-            trial.set_user_attr("fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers")
+            trial.set_user_attr(
+                "fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers"
+            )
             raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
         return objective(trial)
 
@@ -327,10 +372,18 @@ def run_study(
     storage_url = storage_url if storage_url is not None else spec.storage
     tracking_uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     n_trials = n_trials if n_trials is not None else spec.n_trials
-    data = load_dataset(spec.data.dataset, n_train=spec.data.n_train, n_val=spec.data.n_val, n_test=spec.data.n_test, seed=spec.data.seed)
+    data = load_dataset(
+        spec.data.dataset,
+        n_train=spec.data.n_train,
+        n_val=spec.data.n_val,
+        n_test=spec.data.n_test,
+        seed=spec.data.seed,
+    )
     if tracking_uri != "none":
         ensure_local_store(tracking_uri)
-    study = open_study(spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash)
+    study = open_study(
+        spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash
+    )
     if spec.ablation is not None:  # resume: re-queue only the (cell, seed) pairs that are missing
         from search.ablation import missing_trials
 
@@ -338,7 +391,11 @@ def run_study(
             study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
     if tracking_uri != "none":
         tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
-        parent = tracker.parent_run_id(spec=spec.to_dict(), params=_parent_params(spec, storage_url, data), tags=_parent_tags(spec, storage_url, data))
+        parent = tracker.parent_run_id(
+            spec=spec.to_dict(),
+            params=_parent_params(spec, storage_url, data),
+            tags=_parent_tags(spec, storage_url, data),
+        )
         if study.user_attrs.get("mlflow_parent_run_id") != parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
     cores = cpu_count()
@@ -346,11 +403,34 @@ def run_study(
     try:
         if jobs <= 1:
             threads = spec.train.get("threads") or cores
-            run_worker(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials, timeout_s=spec.timeout_s, threads=threads, data=data, progress=progress, allow_changed_spec=allow_changed_spec)
+            run_worker(
+                spec,
+                storage_url=storage_url,
+                tracking_uri=tracking_uri,
+                n_trials=n_trials,
+                timeout_s=spec.timeout_s,
+                threads=threads,
+                data=data,
+                progress=progress,
+                allow_changed_spec=allow_changed_spec,
+            )
         else:
-            _run_processes(spec, jobs=jobs, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials, threads=max(1, cores // jobs), allow_changed_spec=allow_changed_spec, study=study, progress=progress)
+            _run_processes(
+                spec,
+                jobs=jobs,
+                storage_url=storage_url,
+                tracking_uri=tracking_uri,
+                n_trials=n_trials,
+                threads=max(1, cores // jobs),
+                allow_changed_spec=allow_changed_spec,
+                study=study,
+                progress=progress,
+            )
     except KeyboardInterrupt:
-        print("\ninterrupted: the running trial is marked FAIL; re-run the same command to continue", file=sys.stderr)
+        print(
+            "\ninterrupted: the running trial is marked FAIL; re-run the same command to continue",
+            file=sys.stderr,
+        )
         raise
     finally:
         if tracking_uri != "none":
@@ -362,15 +442,41 @@ def run_study(
                 print(f"warning: could not refresh the MLflow parent run: {e}", file=sys.stderr)
     records = study_records(study, spec)
     done = sum(r["state"] == "COMPLETE" for r in records)
-    print(f"study {spec.name}: {len(records)} trials ({done} complete) in {time.time() - t0:.0f}s; "
-          f"`python -m search report {spec.name}` for the Pareto table")
+    print(
+        f"study {spec.name}: {len(records)} trials ({done} complete) in {time.time() - t0:.0f}s; "
+        f"`python -m search report {spec.name}` for the Pareto table"
+    )
     return study
 
 
-def _run_processes(spec: Any, *, jobs: int, storage_url: str, tracking_uri: str, n_trials: int | None, threads: int, allow_changed_spec: bool, study: optuna.Study, progress: bool) -> None:
+def _run_processes(
+    spec: Any,
+    *,
+    jobs: int,
+    storage_url: str,
+    tracking_uri: str,
+    n_trials: int | None,
+    threads: int,
+    allow_changed_spec: bool,
+    study: optuna.Study,
+    progress: bool,
+) -> None:
     """J worker processes on one machine; a crashed worker does not stop the others."""
     src = spec.source
-    cmd_base = [sys.executable, "-m", "search", "worker", src, "--storage", storage_url or "", "--tracking-uri", tracking_uri, "--threads", str(threads), "--no-progress"]
+    cmd_base = [
+        sys.executable,
+        "-m",
+        "search",
+        "worker",
+        src,
+        "--storage",
+        storage_url or "",
+        "--tracking-uri",
+        tracking_uri,
+        "--threads",
+        str(threads),
+        "--no-progress",
+    ]
     if n_trials is not None:
         cmd_base += ["--n-trials", str(n_trials)]
     if spec.timeout_s:
@@ -384,7 +490,7 @@ def _run_processes(spec: Any, *, jobs: int, storage_url: str, tracking_uri: str,
 
         bar = tqdm(total=n_trials, desc=f"study {spec.name}", unit="trial", dynamic_ncols=True)
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None):  # poll every process: reaps killed workers too
             time.sleep(1.0)  # polling the storage for the progress bar only; no decisions depend on it
             if bar is not None:
                 _update_bar(bar, study, spec)
@@ -401,14 +507,24 @@ def _run_processes(spec: Any, *, jobs: int, storage_url: str, tracking_uri: str,
             bar.close()
     bad = [p.returncode for p in procs if p.returncode]
     if bad:
-        print(f"warning: {len(bad)} of {jobs} workers exited with errors {bad}; the others finished the study", file=sys.stderr)
+        print(
+            f"warning: {len(bad)} of {jobs} workers exited with errors {bad}; the others finished the study",
+            file=sys.stderr,
+        )
 
 
 def _update_bar(bar: Any, study: optuna.Study, spec: Any) -> None:
     records = study_records(study, spec)
     finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
     front = [r for r in records if r.get("pareto")]
-    best = max((r["values"]["accuracy"] for r in records if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values")), default=float("nan"))
+    best = max(
+        (
+            r["values"]["accuracy"]
+            for r in records
+            if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values")
+        ),
+        default=float("nan"),
+    )
     bar.n = len(finished)
     bar.set_postfix(front=len(front), best=f"{best:.3f}", refresh=False)
     bar.refresh()

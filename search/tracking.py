@@ -627,7 +627,9 @@ class StudyTracker:
             tags.setdefault(TAG_TRIAL_ROLE, tags.pop(TAG_ROLE))
         all_tags = {**_clean_tags(tags), TAG_PARENT: parent, TAG_ROLE: "extra"}
         run = _retry(
-            lambda: self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name[:250] or None),
+            lambda: self.client.create_run(
+                self.experiment_id, tags=all_tags, run_name=run_name[:250] or None
+            ),
             what="create extra run",
         )
         flat: dict[str, ParamValue] = {}

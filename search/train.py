@@ -184,7 +184,9 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def _masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def _masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
     if cfg.loss == "l1":
         per = (pred - target).abs()
     elif cfg.loss == "mse":
@@ -237,7 +239,10 @@ def _evaluate(model: nn.Module, split: Any, cfg: TrainConfig, device: torch.devi
         bf16=cfg.bf16,
         channels_last=cfg.channels_last,
     )
-    return {k: float(v) for k, v in keypoint_metrics(pred, split.keypoints, split.visibility, split.images.shape[-1]).items()}
+    return {
+        k: float(v)
+        for k, v in keypoint_metrics(pred, split.keypoints, split.visibility, split.images.shape[-1]).items()
+    }
 
 
 def train(
@@ -316,7 +321,9 @@ def train(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
         if not torch.isfinite(gnorm) or gnorm.item() > cfg.max_grad_norm:
-            raise TrainingDiverged(step, f"gradient norm {gnorm.item():.3g} exceeds max_grad_norm={cfg.max_grad_norm:g}")
+            raise TrainingDiverged(
+                step, f"gradient norm {gnorm.item():.3g} exceeds max_grad_norm={cfg.max_grad_norm:g}"
+            )
         opt.step()
         sched.step()
         losses.append(loss.item())
@@ -337,7 +344,12 @@ def train(
                 try:
                     callback(step, dict(val))
                 except BaseException as stop:  # the caller stops the run; tell it what the run cost so far
-                    stop.partial_timing = {"train_s": train_s, "data_s": data_s, "eval_s": eval_s, "steps": step}  # type: ignore[attr-defined]
+                    stop.partial_timing = {
+                        "train_s": train_s,
+                        "data_s": data_s,
+                        "eval_s": eval_s,
+                        "steps": step,
+                    }  # type: ignore[attr-defined]
                     raise
             model.train()
     if bar is not None:

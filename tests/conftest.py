@@ -66,20 +66,37 @@ def postgres() -> Iterator[Postgres]:
     pgdata = tmp / "data"
     password = "pw-" + secrets.token_hex(8) + "-S3cret"
     port = free_port()
-    env = {**os.environ, "PGDATA": str(pgdata), "PGPORT": str(port), "FS_DB_PASSWORD": password,
-           "FS_DB_USER": "fs_worker", "FS_DB_NAME": "fs_test"}
+    env = {
+        **os.environ,
+        "PGDATA": str(pgdata),
+        "PGPORT": str(port),
+        "FS_DB_PASSWORD": password,
+        "FS_DB_USER": "fs_worker",
+        "FS_DB_NAME": "fs_test",
+    }
     try:
-        r = subprocess.run([str(DEPLOY / "start_postgres.sh")], env=env, capture_output=True, text=True, timeout=180)
+        r = subprocess.run(
+            [str(DEPLOY / "start_postgres.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
         if r.returncode != 0:
             log = pgdata / "server.log"
             detail = log.read_text()[-2000:] if log.exists() else ""
             pytest.fail(f"deploy/start_postgres.sh failed ({r.returncode}): {r.stderr[-2000:]}\n{detail}")
         assert password not in r.stdout + r.stderr
-        yield Postgres(url=f"postgresql://fs_worker:{password}@127.0.0.1:{port}/fs_test", password=password, port=port, pgdata=pgdata)
+        yield Postgres(
+            url=f"postgresql://fs_worker:{password}@127.0.0.1:{port}/fs_test",
+            password=password,
+            port=port,
+            pgdata=pgdata,
+        )
     finally:
         if (pgdata / "postmaster.pid").exists():
-            subprocess.run([str(DEPLOY / "stop_postgres.sh")], env={**env, "PG_STOP_MODE": "immediate"},
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                [str(DEPLOY / "stop_postgres.sh")],
+                env={**env, "PG_STOP_MODE": "immediate"},
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -88,16 +105,30 @@ def mlflow_server() -> Iterator[str]:
     """`mlflow server` on 127.0.0.1:<free port>, SQLite backend and artifact root in a temp dir; yields its URI."""
     tmp = Path(tempfile.mkdtemp(prefix="fs-mlflow-"))
     port = free_port()
-    env = {**os.environ, "MLFLOW_BACKEND_URI": f"sqlite:///{tmp / 'mlflow.db'}", "MLFLOW_ARTIFACTS": str(tmp / "artifacts"),
-           "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(port), "MLFLOW_WORKERS": "2", "MLFLOW_PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "MLFLOW_BACKEND_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "MLFLOW_ARTIFACTS": str(tmp / "artifacts"),
+        "MLFLOW_HOST": "127.0.0.1",
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_WORKERS": "2",
+        "MLFLOW_PYTHON": sys.executable,
+    }
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed in teardown)
-    proc = subprocess.Popen([str(DEPLOY / "start_mlflow_server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(DEPLOY / "start_mlflow_server.sh")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"mlflow server exited {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
                 return resp.status == 200

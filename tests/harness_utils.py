@@ -12,10 +12,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(args: list[str], cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def cli(
+    args: list[str], cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run `python -m search ARGS` in `cwd` (so mlruns/ lands there) and capture its output."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def toml_dumps(d: dict[str, Any]) -> str:

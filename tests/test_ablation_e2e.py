@@ -17,7 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 def _ablation_spec(tmp: Path, name: str, steps: int = 10) -> Path:
-    spec = quick_spec(space=None, early_stopping={"enabled": False, "rungs": []}, train={"steps": steps, "eval_every": steps, "warmup_steps": 2})
+    spec = quick_spec(
+        space=None,
+        early_stopping={"enabled": False, "rungs": []},
+        train={"steps": steps, "eval_every": steps, "warmup_steps": 2},
+    )
     spec["study"].update({"name": name, "baseline": False, "sampler": "random", "n_trials": 4})
     spec["study"].pop("timeout_min", None)
     spec["model"].update({"embed_dim": 8})
@@ -43,33 +47,54 @@ def test_tiny_ablation_grid_report_and_artifacts(tmp_path: Path, cache_env: dict
     assert r.returncode == 0, r.stderr
     assert "contexts=independent" in r.stdout and "2 seeds" in r.stdout
     # The paired difference printed equals a direct recomputation from the stored trials.
-    by = {(t.user_attrs["cell"]["contexts"], t.user_attrs["seed"]): t.user_attrs["test"]["pck_0.1"] for t in trials}
+    by = {
+        (t.user_attrs["cell"]["contexts"], t.user_attrs["seed"]): t.user_attrs["test"]["pck_0.1"]
+        for t in trials
+    }
     diffs = np.array([by[("independent", s)] - by[("sequential", s)] for s in (0, 1)])
     import csv
 
     rows = list(csv.DictReader((tmp_path / "abl.csv").open()))
-    row = next(r for r in rows if r["section"] == "diff" and r["metric"] == "test.pck_0.1" and r["level"] == "independent")
+    row = next(
+        r
+        for r in rows
+        if r["section"] == "diff" and r["metric"] == "test.pck_0.1" and r["level"] == "independent"
+    )
     assert float(row["diff"]) == pytest.approx(diffs.mean())
     runs = mlflow_runs(tmp_path, "abl")
     parent = next(r for r in runs if r.data.tags.get("fs.role") == "parent")
     from mlflow import MlflowClient
 
-    arts = {a.path for a in MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").list_artifacts(parent.info.run_id, "report")}
+    arts = {
+        a.path
+        for a in MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").list_artifacts(
+            parent.info.run_id, "report"
+        )
+    }
     assert {"report/ablation.csv", "report/ablation.png", "report/ablation_report.txt"} <= arts
 
 
 def test_resume_after_interrupt_adds_only_missing_cells(tmp_path: Path, cache_env: dict[str, str]) -> None:
     spec = _ablation_spec(tmp_path, "abl-resume", steps=40)
     env = {**os.environ, "PYTHONPATH": str(ROOT), **cache_env}
-    proc = subprocess.Popen([sys.executable, "-m", "search", "run", str(spec), "--no-progress"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search", "run", str(spec), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     journal = tmp_path / "mlruns" / "optuna.journal"
     try:
         while time.time() < deadline:  # interrupt once the first cell has finished
             if journal.exists():
                 try:
-                    done = [t for t in load_study(tmp_path, "abl-resume").get_trials() if t.state.name == "COMPLETE"]
+                    done = [
+                        t
+                        for t in load_study(tmp_path, "abl-resume").get_trials()
+                        if t.state.name == "COMPLETE"
+                    ]
                 except KeyError:
                     done = []
                 if done:
@@ -82,7 +107,11 @@ def test_resume_after_interrupt_adds_only_missing_cells(tmp_path: Path, cache_en
     finally:
         if proc.poll() is None:
             proc.kill()
-    first = {t.number: t.user_attrs["name"] for t in load_study(tmp_path, "abl-resume").get_trials() if t.state.name == "COMPLETE"}
+    first = {
+        t.number: t.user_attrs["name"]
+        for t in load_study(tmp_path, "abl-resume").get_trials()
+        if t.state.name == "COMPLETE"
+    }
     assert 1 <= len(first) < 4, "the interruption should land mid-grid"
     r = cli(["run", str(spec), "--no-progress"], tmp_path, env=cache_env)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -90,7 +119,9 @@ def test_resume_after_interrupt_adds_only_missing_cells(tmp_path: Path, cache_en
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     names = sorted(t.user_attrs["name"] for t in complete)
     assert len(names) == 4 and len(set(names)) == 4  # every (cell, seed) exactly once
-    assert all(first[n] == next(t.user_attrs["name"] for t in complete if t.number == n) for n in first)  # nothing redone
+    assert all(
+        first[n] == next(t.user_attrs["name"] for t in complete if t.number == n) for n in first
+    )  # nothing redone
 
 
 BAD = {
@@ -101,7 +132,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_ablation_exits_2_and_writes_nothing(case: str, tmp_path: Path, cache_env: dict[str, str]) -> None:
+def test_bad_ablation_exits_2_and_writes_nothing(
+    case: str, tmp_path: Path, cache_env: dict[str, str]
+) -> None:
     table, needle = BAD[case]
     spec_path = _ablation_spec(tmp_path, "bad")
     import tomllib

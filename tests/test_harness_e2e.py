@@ -24,7 +24,9 @@ def cache_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _spec(tmp: Path, name: str, **tables) -> Path:
     spec = quick_spec(**tables)
     spec["study"]["name"] = name
-    spec["study"].pop("timeout_min", None)  # trial budget only: a slow CI machine must not cut the study short
+    spec["study"].pop(
+        "timeout_min", None
+    )  # trial budget only: a slow CI machine must not cut the study short
     return write_spec(tmp / f"{name}.toml", spec)
 
 
@@ -90,7 +92,12 @@ def test_mlflow_parent_and_children(quick_run: tuple[Path, str]) -> None:
     baseline = [c for c in children if c.data.tags.get("fs.trial_role") == "baseline"]
     assert len(baseline) == 1
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    for name in ("pareto_accuracy_vs_params.png", "pareto_accuracy_vs_latency.png", "pareto.csv", "hypervolume.png"):
+    for name in (
+        "pareto_accuracy_vs_params.png",
+        "pareto_accuracy_vs_latency.png",
+        "pareto.csv",
+        "hypervolume.png",
+    ):
         assert f"report/{name}" in arts
 
 
@@ -169,7 +176,11 @@ def test_diverged_trial_fails_and_study_continues(tmp_path: Path, cache_env: dic
     trials = load_study(tmp_path, "nan").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL"]
     assert all("diverged at step 1" in t.user_attrs["fail_reason"] for t in trials[1:])
-    runs = {r.data.tags["fs.trial_number"]: r for r in mlflow_runs(tmp_path, "nan") if "fs.trial_number" in r.data.tags}
+    runs = {
+        r.data.tags["fs.trial_number"]: r
+        for r in mlflow_runs(tmp_path, "nan")
+        if "fs.trial_number" in r.data.tags
+    }
     assert runs["1"].info.status == "FAILED" and "diverged" in runs["1"].data.tags["fs.failure_reason"]
 
 
@@ -190,7 +201,10 @@ def test_over_budget_trials_skip_training(tmp_path: Path, cache_env: dict[str, s
 BAD_SPECS = {
     "unknown key": ({"study": {"n_trail": 3}}, "n_trial"),
     "bad sampler": ({"study": {"sampler": "bayes"}}, "sampler"),
-    "impossible space": ({"space": {"arch.patch_size": {"choices": [16]}, "arch.num_stages": {"low": 4, "high": 4}}}, "num_stages"),
+    "impossible space": (
+        {"space": {"arch.patch_size": {"choices": [16]}, "arch.num_stages": {"low": 4, "high": 4}}},
+        "num_stages",
+    ),
     "even window": ({"model": {"focal_windows": 4}}, "focal_windows"),
     "bad dataset": ({"data": {"dataset": "npz:does/not/exist.npz"}}, "exist.npz"),
 }
@@ -208,7 +222,12 @@ def test_bad_spec_exits_2_and_writes_nothing(case: str, tmp_path: Path, cache_en
 
 
 def test_bad_cli_arguments_exit_2(tmp_path: Path) -> None:
-    for args in (["run"], ["run", "nope.toml"], ["reproduce", "x", "--pick", "best"], ["run", str(ROOT / "studies/quick.toml"), "--jobs", "0"]):
+    for args in (
+        ["run"],
+        ["run", "nope.toml"],
+        ["reproduce", "x", "--pick", "best"],
+        ["run", str(ROOT / "studies/quick.toml"), "--jobs", "0"],
+    ):
         r = cli(args, tmp_path)
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)

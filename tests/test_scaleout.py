@@ -28,7 +28,11 @@ FAST_RECOVERY = {"FOCALNET_SEARCH_HEARTBEAT_S": "1", "FOCALNET_SEARCH_GRACE_S": 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Worker environment: one dataset cache for the module, fast heartbeats, one thread per worker."""
-    return {"FOCALNET_SEARCH_CACHE": str(tmp_path_factory.mktemp("cache")), "FS_THREADS": "1", **FAST_RECOVERY}
+    return {
+        "FOCALNET_SEARCH_CACHE": str(tmp_path_factory.mktemp("cache")),
+        "FS_THREADS": "1",
+        **FAST_RECOVERY,
+    }
 
 
 def _spec(tmp: Path, name: str, *, n_trials: int, steps: int) -> Path:
@@ -40,10 +44,26 @@ def _spec(tmp: Path, name: str, *, n_trials: int, steps: int) -> Path:
     return write_spec(tmp / f"{name}.toml", spec)
 
 
-def _start_worker(tmp: Path, spec: Path, storage: str, tracking: str, env: dict[str, str], log: str) -> subprocess.Popen:
-    full = {**os.environ, **env, "STUDY": str(spec), "FS_STORAGE": storage, "FS_TRACKING_URI": tracking, "FS_PYTHON": sys.executable}
+def _start_worker(
+    tmp: Path, spec: Path, storage: str, tracking: str, env: dict[str, str], log: str
+) -> subprocess.Popen:
+    full = {
+        **os.environ,
+        **env,
+        "STUDY": str(spec),
+        "FS_STORAGE": storage,
+        "FS_TRACKING_URI": tracking,
+        "FS_PYTHON": sys.executable,
+    }
     out = open(tmp / f"{log}.log", "w")  # noqa: SIM115 (the child holds it; closed when the test's tmp goes)
-    return subprocess.Popen([str(DEPLOY / "worker.sh")], cwd=tmp, env=full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(DEPLOY / "worker.sh")],
+        cwd=tmp,
+        env=full,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -120,7 +140,9 @@ def _assert_no_secret(secret: str, runs, logs: list[Path]) -> None:
         assert secret not in log.read_text(), f"password leaked into {log.name}"
 
 
-def test_two_workers_postgres_one_parent_on_tracking_server(tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]) -> None:
+def test_two_workers_postgres_one_parent_on_tracking_server(
+    tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]
+) -> None:
     """Two workers on PostgreSQL + MLflow server: exactly N trials, children of both under one parent."""
     n = 6
     spec = _spec(tmp_path, "scale-two", n_trials=n, steps=60)
@@ -151,7 +173,9 @@ def test_two_workers_postgres_one_parent_on_tracking_server(tmp_path: Path, post
     _assert_no_secret(postgres.password, runs, logs)
 
 
-def test_sigkilled_worker_trial_failed_retried_run_closed(tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]) -> None:
+def test_sigkilled_worker_trial_failed_retried_run_closed(
+    tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]
+) -> None:
     """kill -9 a worker mid-trial: heartbeat fails its trial, the live worker retries it, MLflow run closed."""
     n = 4
     name = "scale-kill"
@@ -160,8 +184,13 @@ def test_sigkilled_worker_trial_failed_retried_run_closed(tmp_path: Path, postgr
     survivor = _start_worker(tmp_path, spec, postgres.url, mlflow_server, env, "survivor")
     storage = _rdb(postgres.url)
     try:
-        trial = wait_for(lambda: _running_trial_of(lambda: optuna.load_study(study_name=name, storage=storage), victim.pid),
-                         timeout=180, what="a RUNNING trial owned by the victim worker")
+        trial = wait_for(
+            lambda: _running_trial_of(
+                lambda: optuna.load_study(study_name=name, storage=storage), victim.pid
+            ),
+            timeout=180,
+            what="a RUNNING trial owned by the victim worker",
+        )
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
         assert _wait_exit([survivor], timeout=240) == [0], (tmp_path / "survivor.log").read_text()[-3000:]
@@ -191,7 +220,9 @@ def test_sigkilled_worker_trial_failed_retried_run_closed(tmp_path: Path, postgr
     finally:
         _stop([again])
     assert [(t.number, t.state.name) for t in study.get_trials()] == before
-    _assert_no_secret(postgres.password, runs, [tmp_path / f"{x}.log" for x in ("victim", "survivor", "again")])
+    _assert_no_secret(
+        postgres.password, runs, [tmp_path / f"{x}.log" for x in ("victim", "survivor", "again")]
+    )
 
 
 def test_version_mismatch_refused(tmp_path: Path, postgres, env: dict[str, str]) -> None:
@@ -212,7 +243,12 @@ def test_version_mismatch_refused(tmp_path: Path, postgres, env: dict[str, str])
     assert len(out.splitlines()) == 1, out
     assert "optuna==4.9.0" in out and f"optuna=={optuna.__version__}" in out
     assert postgres.password not in out
-    assert _rdb_study(postgres.url, "scale-versions").get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)) == []
+    assert (
+        _rdb_study(postgres.url, "scale-versions").get_trials(
+            states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE)
+        )
+        == []
+    )
 
 
 def test_journal_jobs4_sigkill_then_restart_completes(tmp_path: Path, env: dict[str, str]) -> None:
@@ -222,16 +258,24 @@ def test_journal_jobs4_sigkill_then_restart_completes(tmp_path: Path, env: dict[
     spec = _spec(tmp_path, name, n_trials=n, steps=300)
     run_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     with open(tmp_path / "run1.log", "w") as log:
-        run = subprocess.Popen([sys.executable, "-m", "search", "run", str(spec), "--jobs", "4", "--no-progress"], cwd=tmp_path,
-                               env=run_env, stdout=log, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "search", "run", str(spec), "--jobs", "4", "--no-progress"],
+            cwd=tmp_path,
+            env=run_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
+
             def victim_trial():
                 try:
                     study = load_study(tmp_path, name)
                 except (KeyError, FileNotFoundError):
                     return None
                 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                    if t.user_attrs.get("mlflow_run_id") and str(t.user_attrs.get("worker", "")).startswith(f"{HOST}:"):
+                    if t.user_attrs.get("mlflow_run_id") and str(t.user_attrs.get("worker", "")).startswith(
+                        f"{HOST}:"
+                    ):
                         return t
                 return None
 
@@ -257,8 +301,15 @@ def test_journal_jobs4_sigkill_then_restart_completes(tmp_path: Path, env: dict[
     assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
     runs = mlflow_runs(tmp_path, name)
     assert not [r for r in runs if r.data.tags.get("fs.role") == "trial" and r.info.status == "RUNNING"]
-    assert next(r for r in runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]).info.status in ("FAILED", "KILLED")
-    done = sorted(int(r.data.tags["fs.trial_number"]) for r in runs if r.data.tags.get("fs.role") == "trial" and r.info.status == "FINISHED")
+    assert next(r for r in runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]).info.status in (
+        "FAILED",
+        "KILLED",
+    )
+    done = sorted(
+        int(r.data.tags["fs.trial_number"])
+        for r in runs
+        if r.data.tags.get("fs.role") == "trial" and r.info.status == "FINISHED"
+    )
     assert done == sorted(t.number for t in trials if t.state.name == "COMPLETE")
 
 
@@ -272,8 +323,11 @@ def test_journal_stale_trial_detected_on_next_start(tmp_path: Path, env: dict[st
     (tmp_path / "mlruns").mkdir()
     w = _start_worker(tmp_path, spec, storage, tracking, env, "lone")
     try:
-        trial = wait_for(lambda: _running_trial_of(lambda: load_study(tmp_path, name), w.pid), timeout=180,
-                         what="a RUNNING trial of the lone worker")
+        trial = wait_for(
+            lambda: _running_trial_of(lambda: load_study(tmp_path, name), w.pid),
+            timeout=180,
+            what="a RUNNING trial of the lone worker",
+        )
         os.kill(w.pid, signal.SIGKILL)
         w.wait(timeout=30)
     finally:
@@ -286,4 +340,7 @@ def test_journal_stale_trial_detected_on_next_start(tmp_path: Path, env: dict[st
     assert "stale" in study.trials[trial.number].user_attrs["fail_reason"]
     assert [t.state.name for t in trials if t.user_attrs.get("retry_of") == trial.number] == ["COMPLETE"]
     runs = mlflow_runs(tmp_path, name)
-    assert next(r for r in runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]).info.status in ("FAILED", "KILLED")
+    assert next(r for r in runs if r.info.run_id == trial.user_attrs["mlflow_run_id"]).info.status in (
+        "FAILED",
+        "KILLED",
+    )

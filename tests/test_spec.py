@@ -87,7 +87,10 @@ def test_timeout_only_and_ablation_passthrough() -> None:
     text = '[study]\nname = "t"\ntimeout_min = 1.5\n[ablation]\nseeds = 2\nfactors = { contexts = ["sequential", "independent"] }\n'
     spec = parse(text)
     assert spec.n_trials is None and spec.timeout_s == 90.0
-    assert spec.ablation == {"seeds": 2, "factors": {"contexts": ["sequential", "independent"]}}  # raw, validated by search.ablation
+    assert spec.ablation == {
+        "seeds": 2,
+        "factors": {"contexts": ["sequential", "independent"]},
+    }  # raw, validated by search.ablation
     with pytest.raises(SpecError, match="ablation"):
         parse('[study]\nname = "t"\ntimeout_min = 1.5\n[ablation]\nanything = { goes = [1, "x"] }\n')
 
