@@ -33,7 +33,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--wait-steps", type=int, default=100, help="training steps for the data-wait fraction (0 = skip)")
+    ap.add_argument(
+        "--wait-steps", type=int, default=100, help="training steps for the data-wait fraction (0 = skip)"
+    )
     args = ap.parse_args()
     params = make_params(args.preset)
     render(512, params, 99, threads=args.threads)  # warm-up
@@ -59,9 +61,17 @@ def data_wait(steps: int, threads: int) -> None:
     data = load_dataset("synthetic:medium", n_train=4000, n_val=256, n_test=0, seed=0)
     for name, model in (
         ("baseline", {"backbone": "baseline"}),
-        ("focalnet d32 1-1-3-1 p4", {"backbone": "focalnet", "focalnet": {"embed_dim": 32, "depths": [1, 1, 3, 1]}}),
+        (
+            "focalnet d32 1-1-3-1 p4",
+            {"backbone": "focalnet", "focalnet": {"embed_dim": 32, "depths": [1, 1, 3, 1]}},
+        ),
     ):
-        r = train(model, {"steps": steps, "eval_every": steps, "warmup_steps": 5, "threads": threads}, data, progress=False)
+        r = train(
+            model,
+            {"steps": steps, "eval_every": steps, "warmup_steps": 5, "threads": threads},
+            data,
+            progress=False,
+        )
         print(f"data wait {name:<26} {r.data_s / (r.data_s + r.train_s):6.2%} of step time "
               f"({(r.data_s + r.train_s) / steps * 1e3:.1f} ms/step, bs 64, {threads} threads)")  # fmt: skip
 

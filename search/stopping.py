@@ -4,19 +4,17 @@ Optuna 5 cannot prune multi-objective studies (``Trial.report`` raises ``NotImpl
 so the search decides itself, at fixed rungs (training steps), whether a trial keeps training.
 
 Rule (``should_continue``): at rung ``s`` the pool is every other non-baseline trial that has
-already recorded rung ``s`` plus the candidate. With ``k = max(1, len(pool) // eta)`` the
-candidate continues iff it is among the first ``k`` of the pool ordered by
-
-1. non-dominated rank over the rung objective vector (e.g. rung accuracy, params, latency), asc;
-2. crowding distance within that front, desc (``inf`` for extreme points; equal ``inf`` ties fall
-   through to the next key, so the order stays deterministic);
-3. trial number, asc (earlier trials win remaining ties).
+already recorded rung ``s`` plus the candidate. With ``k = max(1, len(pool) // eta)``, let ``r_k``
+be the non-dominated rank (over the rung objective vector, e.g. rung accuracy, params, latency) of
+the k-th best trial of the pool; the candidate continues iff its own rank is ``<= r_k``. Ties at the
+cut are promoted, not broken: a front is kept or stopped as a whole. (``rank_pool`` gives the full
+NSGA-II order — rank, then crowding distance, then trial number — for reports.)
 
 Why this rule: it is Optuna's asynchronous ``SuccessiveHalvingPruner`` with "top 1/eta by value"
 replaced by "top 1/eta by non-dominated sorting" (NSGA-II order). It is asynchronous: a trial is
 compared with whoever reached the rung so far and never waits for stragglers, so parallel
-workers never block; the first ``eta - 1`` arrivals face ``k = 1`` and continue only if they come
-first. Decisions are made once, at arrival, and never revisited. Rung records live in the study
+workers never block; the first ``eta - 1`` arrivals face ``k = 1`` and continue only if they are on the first
+front. Decisions are made once, at arrival, and never revisited. Rung records live in the study
 storage (user attrs ``rung_<step>``), so every worker, local or remote, sees the same pool. The
 baseline trial (user attr ``role == "baseline"``) is never stopped and never counted in a pool,
 so its fixed configuration cannot raise or lower the bar for sampled trials.
@@ -107,8 +105,13 @@ def should_continue(
     pool = [r for r in competitors if r.number != candidate.number]
     pool.append(candidate)
     k = max(1, len(pool) // eta)
-    top = rank_pool(pool, directions=directions)[:k]
-    return any(r.number == candidate.number for r in top)
+    points = np.array([[float(v) for v in r.values] for r in pool], dtype=float)
+    ranks = non_dominated_ranks(points, directions)
+    # The cut is by non-dominated rank: every trial whose front is needed to fill the best k continues.
+    # Breaking ties inside a front (by crowding or arrival) would let the first arrival on a front block
+    # every later non-dominated trial until the pool holds 2*eta trials.
+    cut = int(np.sort(ranks)[k - 1])
+    return int(ranks[-1]) <= cut
 
 
 def prune(trial: optuna.trial.Trial, step: int) -> None:

@@ -38,30 +38,30 @@ def test_dominated_trial_stopped_when_pool_reaches_eta() -> None:
 
 
 def test_early_arrivals_face_k_equal_one() -> None:
-    # eta=3, second arrival: pool 2 -> k=1. Both non-dominated with inf crowding -> earlier wins.
+    # eta=3, second arrival: pool 2 -> k=1 -> the cut is the first front. A non-dominated newcomer
+    # continues (the first arrival cannot block it), a dominated one stops.
     first = rec(0, 0.9, 100.0)
-    assert not should_continue(rec(1, 0.5, 10.0), [first], eta=3, directions=DIRS2)
-    # ... unless the newcomer dominates it.
+    assert should_continue(rec(1, 0.5, 10.0), [first], eta=3, directions=DIRS2)
+    assert not should_continue(rec(1, 0.5, 200.0), [first], eta=3, directions=DIRS2)
     assert should_continue(rec(1, 0.95, 10.0), [first], eta=3, directions=DIRS2)
-    # With eta=2 the same non-dominated pair gives k=1 too, so the result is the same.
-    assert not should_continue(rec(1, 0.5, 10.0), [first], eta=2, directions=DIRS2)
 
 
-def test_ties_broken_by_trial_number() -> None:
+def test_ties_at_the_cut_are_promoted() -> None:
     comps = [rec(3, 0.7, 10.0), rec(9, 0.7, 10.0)]
-    # Identical values: same rank, same (inf) crowding -> lower number first; pool 3, eta 3 -> k=1.
+    # Identical values: all rank 0; pool 3, eta 3 -> k=1 -> cut at rank 0 -> all continue.
     assert should_continue(rec(1, 0.7, 10.0), comps, eta=3, directions=DIRS2)
-    assert not should_continue(rec(4, 0.7, 10.0), comps, eta=3, directions=DIRS2)
+    assert should_continue(rec(4, 0.7, 10.0), comps, eta=3, directions=DIRS2)
+    assert not should_continue(rec(4, 0.69, 10.0), comps, eta=3, directions=DIRS2)  # dominated
     # A stale record of the candidate itself in the competitors is ignored (no self-competition).
     assert should_continue(rec(3, 0.7, 10.0), [rec(3, 0.1, 99.0)], eta=3, directions=DIRS2)
 
 
-def test_three_objectives_crowding_decides_inside_front() -> None:
-    a = rec(0, 0.9, 300.0, 3.0)  # best accuracy, extreme -> inf crowding
-    b = rec(1, 0.5, 100.0, 1.0)  # best params and latency, extreme -> inf crowding
-    c = rec(2, 0.7, 200.0, 2.0)  # on the front but interior -> finite crowding
+def test_three_objectives_fronts_decide() -> None:
+    a = rec(0, 0.9, 300.0, 3.0)  # front
+    b = rec(1, 0.5, 100.0, 1.0)  # front
+    c = rec(2, 0.7, 200.0, 2.0)  # front (interior)
     d = rec(3, 0.4, 400.0, 4.0)  # dominated by all
-    e = rec(4, 0.6, 250.0, 2.5)  # dominated by c
+    e = rec(4, 0.6, 250.0, 2.5)  # dominated by c only -> rank 1
     g = rec(5, 0.3, 500.0, 5.0)  # dominated by all
     pool = [a, b, c, d, e, g]
     assert [r.number for r in rank_pool(pool, directions=DIRS3)][:3] == [0, 1, 2]
@@ -69,14 +69,17 @@ def test_three_objectives_crowding_decides_inside_front() -> None:
     def others(x: RungRecord) -> list[RungRecord]:
         return [r for r in pool if r is not x]
 
-    # Pool 6, eta 3 -> k=2: the two extremes continue, the interior front point does not.
-    assert should_continue(a, others(a), eta=3, directions=DIRS3)
-    assert should_continue(b, others(b), eta=3, directions=DIRS3)
-    assert not should_continue(c, others(c), eta=3, directions=DIRS3)
-    # eta 2 -> k=3: now c survives, and the dominated ones are still stopped.
-    assert should_continue(c, others(c), eta=2, directions=DIRS3)
+    # Pool 6, eta 3 -> k=2: the 2nd best is on the first front -> the whole front continues.
+    for x in (a, b, c):
+        assert should_continue(x, others(x), eta=3, directions=DIRS3)
+    for x in (d, e, g):
+        assert not should_continue(x, others(x), eta=3, directions=DIRS3)
+    # eta 2 -> k=3: still the first front only (3 members), the dominated ones stop.
     assert not should_continue(e, others(e), eta=2, directions=DIRS3)
-    assert not should_continue(d, others(d), eta=2, directions=DIRS3)
+    # A bigger pool with k reaching into the second front promotes e (rank 1) too.
+    more = [rec(10 + i, 0.1, 900.0 + i, 9.0) for i in range(3)]
+    assert should_continue(e, others(e) + more, eta=2, directions=DIRS3)
+    assert not should_continue(g, others(g) + more, eta=2, directions=DIRS3)
 
 
 def test_nan_rung_value_is_worst() -> None:
@@ -87,7 +90,7 @@ def test_nan_rung_value_is_worst() -> None:
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError, match="^eta"):
         should_continue(rec(0, 1.0, 1.0), [], eta=1, directions=DIRS2)
-    with pytest.raises(ValueError, match="^values"):
+    with pytest.raises(ValueError, match="^directions"):
         should_continue(rec(0, 1.0), [rec(1, 1.0)], eta=2, directions=DIRS2)
     with pytest.raises(ValueError, match="^eta"):
         ParetoASHA(rungs=[10], eta=1, directions=DIRS2)
