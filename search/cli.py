@@ -233,8 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         import torch
 
-        from search.gallery import prediction_gallery
-        from search.train import predict
+        from search.gallery import model_gallery
 
         outdir = Path(args.out)
         outdir.mkdir(parents=True, exist_ok=True)
@@ -244,16 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         model = build_model(model_cfg)
         model.load_state_dict(result.state_dict)
-        n = min(16, len(data.test.images))
-        pred = predict(model, data.test.images[:n])
-        prediction_gallery(
-            data.test.images[:n],
-            data.test.keypoints[:n],
-            pred,
-            data.test.visibility[:n],
-            data.edges,
-            outdir / "gallery.png",
-        )
+        model_gallery(model, data, outdir / "gallery.png")
         print(f"wrote {outdir}/metrics.json, model.pt, gallery.png")
     return 0
 

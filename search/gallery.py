@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["prediction_gallery"]
+__all__ = ["prediction_gallery", "model_gallery"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -65,3 +65,14 @@ def prediction_gallery(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def model_gallery(model: Any, data: Any, path: str | Path, *, n: int = 16) -> Path:
+    """Gallery of a trained keypoint model on the first ``n`` test patches of ``data`` (a KeypointData)."""
+    from search.train import predict
+
+    n = min(n, len(data.test.images))
+    pred = predict(model, data.test.images[:n])
+    return prediction_gallery(
+        data.test.images[:n], data.test.keypoints[:n], pred, data.test.visibility[:n], data.edges, path, n=n
+    )

@@ -295,9 +295,8 @@ def inspect_trial(
         search.reproduce.ReproduceError: unknown, unfinished, pruned or skipped trial; a baseline
             (non-FocalNet) trial; ``n < 1``; the dataset changed since the search.
     """
-    from search.data import load_dataset
     from search.records import study_records
-    from search.reproduce import ReproduceError, pick_trial
+    from search.reproduce import ReproduceError, pick_trial, trial_data
     from search.tracking import StudyTracker, default_tracking_uri
 
     if n < 1:
@@ -310,14 +309,7 @@ def inspect_trial(
             f"--trial: trial {trial} ({rec['name']}) has a {backbone} backbone, not FocalNet; "
             "pick a FocalNet trial"
         )
-    d = config["data"]
-    data = load_dataset(
-        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
-    )
-    if d.get("hash") and d["hash"] != data.data_hash:
-        raise ReproduceError(
-            f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
-        )
+    data = trial_data(config)
 
     export_dir = Path(out_dir) / study.study_name / f"trial-{rec['number']}"
     progress = sys.stderr.isatty() if progress is None else progress

@@ -17,7 +17,7 @@ import numpy as np
 from search.objective import METRIC_KEYS
 from search.records import objective_points, study_records
 
-__all__ = ["reproduce", "pick_trial", "ReproduceError"]
+__all__ = ["reproduce", "pick_trial", "trial_data", "ReproduceError"]
 
 
 class ReproduceError(ValueError):
@@ -55,6 +55,21 @@ def pick_trial(
     return front[knee_point(objective_points(front, names), list(spec.objectives.directions))]
 
 
+def trial_data(config: dict[str, Any]) -> Any:
+    """The dataset a trial was trained on, refusing one whose content hash has changed since."""
+    from search.data import load_dataset
+
+    d = config["data"]
+    data = load_dataset(
+        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
+    )
+    if d.get("hash") and d["hash"] != data.data_hash:
+        raise ReproduceError(
+            f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
+        )
+    return data
+
+
 def _metrics_table(
     original: dict[str, dict[str, float]], reproduced: dict[str, dict[str, float]]
 ) -> tuple[list[str], float]:
@@ -85,22 +100,14 @@ def reproduce(
     """Retrain, compare with the stored metrics, export and log. Returns the CLI exit code (0 = reproduced)."""
     from focalnet import build_model
     from focalnet.export import export_torchscript
-    from search.data import load_dataset
-    from search.gallery import prediction_gallery
+    from search.gallery import model_gallery
     from search.tracking import StudyTracker, default_tracking_uri, flatten_config
-    from search.train import predict, train
+    from search.train import train
 
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)
     config = rec["config"]
-    d = config["data"]
-    data = load_dataset(
-        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
-    )
-    if d.get("hash") and d["hash"] != data.data_hash:
-        raise ReproduceError(
-            f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
-        )
+    data = trial_data(config)
     print(
         f"reproducing trial {rec['number']} ({rec['name']}) of study {study.study_name} with seed {config['train']['seed']}"
     )
@@ -142,16 +149,7 @@ def reproduce(
     (out / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     img = config["model"].get(config["model"]["backbone"], {}).get("img_size", data.test.images.shape[-1])
     export_torchscript(model, out / "model.torchscript.pt", img_size=img)
-    n = min(16, len(data.test.images))
-    pred = predict(model, data.test.images[:n])
-    prediction_gallery(
-        data.test.images[:n],
-        data.test.keypoints[:n],
-        pred,
-        data.test.visibility[:n],
-        data.edges,
-        out / "gallery.png",
-    )
+    model_gallery(model, data, out / "gallery.png")
     (out / "metrics.json").write_text(
         json.dumps(
             {

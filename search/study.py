@@ -31,7 +31,15 @@ from search.tracking import StudyTracker, default_tracking_uri, ensure_local_sto
 
 REFRESH_EVERY_S = 60.0
 
-__all__ = ["run_study", "run_worker", "open_study", "code_version", "budget_used", "cpu_count"]
+__all__ = ["run_study", "run_worker", "open_study", "spec_data", "code_version", "budget_used", "cpu_count"]
+
+
+def spec_data(spec: Any) -> Any:
+    """The study's dataset (generated once, then read from the cache by every worker)."""
+    from search.data import load_dataset
+
+    d = spec.data
+    return load_dataset(d.dataset, n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, seed=d.seed)
 
 
 def cpu_count() -> int:
@@ -184,17 +192,10 @@ def run_worker(
 
     Returns the number of trials this worker ran.
     """
-    from search.data import load_dataset
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if data is None:
-        data = load_dataset(
-            spec.data.dataset,
-            n_train=spec.data.n_train,
-            n_val=spec.data.n_val,
-            n_test=spec.data.n_test,
-            seed=spec.data.seed,
-        )
+        data = spec_data(spec)
     study = open_study(
         spec, storage_url, create=create, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash
     )
@@ -367,18 +368,11 @@ def run_study(
     Everything that can be wrong with the input (spec, data, storage, versions) is checked before
     anything is written to storage or MLflow.
     """
-    from search.data import load_dataset
 
     storage_url = storage_url if storage_url is not None else spec.storage
     tracking_uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     n_trials = n_trials if n_trials is not None else spec.n_trials
-    data = load_dataset(
-        spec.data.dataset,
-        n_train=spec.data.n_train,
-        n_val=spec.data.n_val,
-        n_test=spec.data.n_test,
-        seed=spec.data.seed,
-    )
+    data = spec_data(spec)
     if tracking_uri != "none":
         ensure_local_store(tracking_uri)
     study = open_study(
