@@ -34,27 +34,28 @@ def run_arm(raw: dict, *, early_stopping: bool, workdir: Path) -> dict:
     raw.setdefault("early_stopping", {})["enabled"] = early_stopping
     spec = parse_spec(raw, source="bench")
     cwd = os.getcwd()
-    os.chdir(workdir)
+    os.chdir(workdir)  # the default journal path is relative: read the results before leaving
     try:
         t0 = time.time()
         study = run_study(spec, progress=False)
         wall = time.time() - t0
+        records = study_records(study, spec)
+        trials = study.get_trials()
+        created = study.user_attrs["created_at"]
     finally:
         os.chdir(cwd)
     from search.pareto import hypervolume
 
-    records = study_records(study, spec)
     names = ["accuracy", *spec.objectives.minimize]
     ref = [spec.hypervolume_reference[n] for n in names]
     done = sorted(
         (r for r in records if r["values"] is not None and r["feasible"]), key=lambda r: r["complete_time"]
     )
-    created = study.user_attrs["created_at"]
     history = []
     for i in range(1, len(done) + 1):
         hv = hypervolume(objective_points(done[:i], names), list(spec.objectives.directions), ref)
         history.append((done[i - 1]["complete_time"] - created, hv))
-    train_s = sum((t.user_attrs.get("timing") or {}).get("train_s", 0.0) for t in study.get_trials())
+    train_s = sum((t.user_attrs.get("timing") or {}).get("train_s", 0.0) for t in trials)
     steps = spec.train.get("steps", 400)
     return {
         "wall_s": wall,
