@@ -103,7 +103,9 @@ def test_resolve_config_is_complete_and_reproducible() -> None:
     assert set(config["model"]["focalnet"]) == {f.name for f in dataclasses.fields(FocalNetConfig)}
     assert set(config["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert config["train"]["lr"] == 1e-3 and config["train"]["steps"] == 1000 and config["train"]["seed"] == 0
-    assert config["train"]["eval_steps"] == list(spec.early_stopping.rungs) == [250, 500]  # the rungs are evaluation points
+    assert (
+        config["train"]["eval_steps"] == list(spec.early_stopping.rungs) == [250, 500]
+    )  # the rungs are evaluation points
     assert config["data"] == {
         "dataset": "synthetic:medium",
         "n_train": 8000,
