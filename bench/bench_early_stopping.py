@@ -32,6 +32,8 @@ def run_arm(raw: dict, *, early_stopping: bool, workdir: Path) -> dict:
     raw = copy.deepcopy(raw)
     raw["study"]["name"] = f"bench-es-{'on' if early_stopping else 'off'}"
     raw.setdefault("early_stopping", {})["enabled"] = early_stopping
+    # Absolute per-arm store: MLflow caches its SQLite engine by URI, and both arms run in this process.
+    raw["study"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
     spec = parse_spec(raw, source="bench")
     cwd = os.getcwd()
     os.chdir(workdir)  # the default journal path is relative: read the results before leaving
@@ -82,7 +84,6 @@ def main() -> None:
     raw["data"]["n_train"] = args.n_train
     rungs = [args.steps // 4, args.steps // 2]
     raw.setdefault("early_stopping", {})["rungs"] = rungs
-    raw["study"]["tracking_uri"] = ""
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch threads = cores"
     )
