@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.synthetic import make_params, render  # noqa: E402
+from search.task.synthetic import make_params, render  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -55,8 +55,8 @@ def main() -> None:
 
 def data_wait(steps: int, threads: int) -> None:
     """Share of each training step spent fetching the batch (index, uint8→float, copy): goal <= 5%."""
-    from search.data import load_dataset
-    from search.train import train
+    from search.task.data import load_dataset
+    from search.task.train import train
 
     data = load_dataset("synthetic:medium", n_train=4000, n_val=256, n_test=0, seed=0)
     for name, model in (

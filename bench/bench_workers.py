@@ -232,7 +232,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
-                "from search.data import load_dataset as l; import tomllib,sys; "
+                "from search.task.data import load_dataset as l; import tomllib,sys; "
                 "d=tomllib.load(open(sys.argv[1],'rb'))['data']; l(d['dataset'], n_train=d['n_train'], n_val=d['n_val'], n_test=d['n_test'], seed=d['seed'])",
                 str(ROOT / "studies" / "quick.toml"),
             ],

@@ -7,7 +7,7 @@ from .baseline import BaselinePatchExtractor
 from .config import BaselineConfig, FocalNetConfig, ModelConfig, max_stages
 from .cost import count_flops, count_params
 from .describe import describe
-from .export import export_onnx, export_torchscript
+from .export import export_onnx, export_program, export_torchscript, load_program
 from .keypoint import KeypointModel, build_model
 from .model import FocalNet
 from .official import load_official_checkpoint, load_official_state_dict
@@ -26,6 +26,8 @@ __all__ = [
     "load_official_state_dict",
     "load_official_checkpoint",
     "max_stages",
-    "export_torchscript",
+    "export_program",
+    "load_program",
     "export_onnx",
+    "export_torchscript",
 ]

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from search.storage import load_stored_study
+
 __all__ = ["main"]
 
 EXIT_BAD_INPUT = 2
@@ -24,10 +26,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    from search.data import DataError
     from search.reproduce import ReproduceError
     from search.spec import SpecError
     from search.storage import StorageError
+    from search.task.errors import DataError
 
     return (SpecError, StorageError, DataError, ReproduceError)
 
@@ -38,28 +40,10 @@ def _load_spec(path: str) -> Any:
     return load_spec(path)
 
 
-def _study_from_name(name: str, storage: str | None) -> tuple[Any, Any]:
-    """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
-    import optuna
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from search.inspect_cmd import inspect_study
 
-    from search.spec import parse_spec
-    from search.storage import DEFAULT_STORAGE, StorageError, make_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or DEFAULT_STORAGE
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False))
-    except KeyError:
-        raise StorageError(f"study: no study named {name!r} in {url}; see `python -m search list`") from None
-    raw = study.user_attrs.get("spec_raw")
-    spec = (
-        parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False)
-        if raw
-        else None
-    )
-    if spec is None:
-        raise StorageError(f"study: {name!r} has no stored spec (not created by this harness)")
-    return study, spec
+    return inspect_study(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -107,9 +91,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from search.records import report_text
 
-    study, spec = _study_from_name(args.name, args.storage)
+    study, spec = load_stored_study(args.name, args.storage)
     if spec.ablation:
-        from search.ablation import ablation_report
+        from search.ablation_stats import ablation_report
 
         text, _ = ablation_report(study, spec, csv_path=args.csv)
         print(text)
@@ -126,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from search.reproduce import reproduce
 
-    study, spec = _study_from_name(args.name, args.storage)
+    study, spec = load_stored_study(args.name, args.storage)
     return reproduce(
         study,
         spec,
@@ -169,7 +153,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     uri = args.tracking_uri or default_tracking_uri()
     if args.name:
-        _, spec = _study_from_name(args.name, args.storage)
+        _, spec = load_stored_study(args.name, args.storage)
         uri = args.tracking_uri or spec.tracking_uri or uri
     if uri.startswith(("http://", "https://")):
         print(f"the study logs to a tracking server: open {uri}")
@@ -199,8 +183,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from search.data import load_dataset
-    from search.train import train
+    from search.task.data import load_dataset
+    from search.task.train import train
 
     path = Path(args.config)
     try:
@@ -233,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         import torch
 
-        from search.gallery import model_gallery
+        from search.task.gallery import model_gallery
 
         outdir = Path(args.out)
         outdir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +234,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _validate_run_config(cfg: dict[str, Any], path: Path) -> tuple[Any, Any, dict[str, Any]]:
     from focalnet import ModelConfig
-    from search.train import TrainConfig
+    from search.task.train import TrainConfig
 
     try:
         model_cfg = ModelConfig.from_dict(cfg.get("model", {}))
@@ -355,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=None)
     q.add_argument("--n", type=int, default=4, help="patches to draw")
     storage_flags(q)
-    q.set_defaults(func=lambda a: __import__("search.inspect_cmd", fromlist=["cmd_inspect"]).cmd_inspect(a))
+    q.set_defaults(func=cmd_inspect)
     return p
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["panel_titles", "modulator_figure", "inspect_trial", "cmd_inspect"]
+__all__ = ["panel_titles", "modulator_figure", "inspect_trial", "inspect_study"]
 
 FIGURE_NAME = "modulator_maps.png"
 
@@ -140,7 +140,7 @@ def modulator_figure(
     fig = Figure(figsize=(1.55 * ncols, 1.65 * n + 0.45), dpi=90)
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, ncols, squeeze=False)
-    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # pixel centres at integers, as in search.gallery
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # pixel centres at integers, as in search.task.gallery
 
     def joints(ax: Any, i: int, *, small: bool) -> None:
         lab = vis[i] > 0
@@ -241,7 +241,7 @@ def _trained_model(
     import torch
 
     from focalnet import build_model
-    from search.train import train
+    from search.task.train import train
 
     model = build_model(config["model"])
     weights, cfg_file = export_dir / "model.pt", export_dir / "config.json"
@@ -341,10 +341,10 @@ def inspect_trial(
     return path
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def inspect_study(args: argparse.Namespace) -> int:
     """CLI entry: ``python -m search inspect NAME --trial N [--out PATH] [--n 4]``."""
-    from search.cli import _study_from_name
+    from search.storage import load_stored_study
 
-    study, spec = _study_from_name(args.name, args.storage)
+    study, spec = load_stored_study(args.name, args.storage)
     inspect_trial(study, spec, args.trial, n=args.n, out=args.out, tracking_uri=args.tracking_uri)
     return 0

@@ -19,8 +19,8 @@ from search.costs import constraint_values, measure_costs
 from search.space import resolve_config, sample_params
 from search.stopping import ParetoASHA
 from search.storage import worker_id
+from search.task.train import TrainingDiverged, train
 from search.tracking import StudyTracker, flatten_config, run_name
-from search.train import TrainingDiverged, train
 
 __all__ = ["Objective", "objective_values", "METRIC_KEYS"]
 

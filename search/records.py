@@ -239,7 +239,7 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
                 parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done)
             )
         if spec.ablation is not None:
-            from search.ablation import ablation_artifacts
+            from search.ablation_stats import ablation_artifacts
 
             files.extend(ablation_artifacts(study, spec, out))
         imps = compute_importances(study, list(spec.objectives.names)) if spec.ablation is None else {}

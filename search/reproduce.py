@@ -57,7 +57,7 @@ def pick_trial(
 
 def trial_data(config: dict[str, Any]) -> Any:
     """The dataset a trial was trained on, refusing one whose content hash has changed since."""
-    from search.data import load_dataset
+    from search.task.data import load_dataset
 
     d = config["data"]
     data = load_dataset(
@@ -99,10 +99,10 @@ def reproduce(
 ) -> int:
     """Retrain, compare with the stored metrics, export and log. Returns the CLI exit code (0 = reproduced)."""
     from focalnet import build_model
-    from focalnet.export import export_torchscript
-    from search.gallery import model_gallery
+    from focalnet.export import export_onnx, export_program
+    from search.task.gallery import model_gallery
+    from search.task.train import train
     from search.tracking import StudyTracker, default_tracking_uri, flatten_config
-    from search.train import train
 
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)
@@ -148,7 +148,13 @@ def reproduce(
     torch.save(result.state_dict, out / "model.pt")
     (out / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     img = config["model"].get(config["model"]["backbone"], {}).get("img_size", data.test.images.shape[-1])
-    export_torchscript(model, out / "model.torchscript.pt", img_size=img)
+    export_program(model, out / "model.pt2", img_size=img)
+    exported = ["torch.export program"]
+    try:
+        export_onnx(model, out / "model.onnx", img_size=img)
+        exported.append("ONNX")
+    except ImportError as e:  # onnx/onnxscript are an optional extra
+        print(f"note: no ONNX export ({e})")
     model_gallery(model, data, out / "gallery.png")
     (out / "metrics.json").write_text(
         json.dumps(
@@ -160,7 +166,7 @@ def reproduce(
             indent=1,
         )
     )
-    print(f"exported state dict, config, TorchScript and gallery to {out}")
+    print(f"exported state dict, config, {', '.join(exported)} and gallery to {out}")
 
     uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     if uri != "none":

@@ -22,7 +22,7 @@ import functools
 import itertools
 from typing import Any
 
-from search.spec import DERIVED_ARCH, MODEL_KEYS, Dimension, SpecError, StudySpec
+from search.spec_schema import DERIVED_ARCH, MODEL_KEYS, Dimension, SpecError, StudySpec
 
 __all__ = ["VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
 
@@ -184,7 +184,7 @@ def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
 def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) -> dict[str, Any]:
     """Like :func:`resolve_config` but raises the config classes' plain ``ValueError``."""
     from focalnet import FocalNetConfig, ModelConfig
-    from search.train import TrainConfig
+    from search.task.train import TrainConfig
 
     fn_fields = {f.name for f in dataclasses.fields(FocalNetConfig)}
     fn = copy.deepcopy(_fixed_arch(spec))
@@ -276,11 +276,10 @@ def fixed_trials(spec: StudySpec) -> list[dict[str, Any]]:
     """Trials to enqueue before the search: the baseline (if ``study.baseline``) then named variants.
 
     Each is ``{"role": "baseline" | "variant", "name": str, "overrides": {...}}``; pass ``overrides`` to
-    :func:`resolve_config` (with empty params)."""
-    if spec.ablation is not None:  # an ablation is its grid × seeds, nothing else
-        from search.ablation import ablation_trials
-
-        return ablation_trials(spec)
+    :func:`resolve_config` (with empty params). An ablation has none of these: its trials are its grid ×
+    seeds, from :func:`search.ablation.ablation_trials` (which sits above this module)."""
+    if spec.ablation is not None:
+        return []
     out: list[dict[str, Any]] = []
     if spec.baseline:
         out.append({"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}})

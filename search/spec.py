@@ -7,7 +7,7 @@ raises :class:`SpecError` with a one-line message naming the file and the dotted
     studies/x.toml: study.sampler: unknown sampler 'cmaes'; allowed: tpe, nsga2, gp, random
 
 The fields of ``[model]`` and ``[train]`` are validated by the dataclasses that own them
-(``focalnet.FocalNetConfig``, ``focalnet.BaselineConfig``, ``search.train.TrainConfig``); this module only
+(``focalnet.FocalNetConfig``, ``focalnet.BaselineConfig``, ``search.task.train.TrainConfig``); this module only
 checks names against their ``dataclasses.fields`` and turns their ``ValueError`` into a ``SpecError``.
 The search space itself is checked by :func:`search.space.check_space` before anything starts.
 """
@@ -15,353 +15,49 @@ The search space itself is checked by :func:`search.space.check_space` before an
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import difflib
-import hashlib
-import json
-import math
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "ACCURACY_METRICS",
-    "DATASET_SCHEMES",
-    "DERIVED_ARCH",
-    "MINIMIZE_METRICS",
-    "MODEL_KEYS",
-    "SAMPLERS",
-    "ConstraintSpec",
-    "DataSpec",
-    "Dimension",
-    "EarlyStoppingSpec",
-    "LatencySpec",
-    "ObjectiveSpec",
-    "SpecError",
-    "StudySpec",
-    "load_spec",
-    "parse_spec",
-]
-
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
-ACCURACY_METRICS = ("pck_0.05", "pck_0.1", "pck_0.2")
-MINIMIZE_METRICS = ("params", "flops", "latency_ms")
-DATASET_SCHEMES = ("synthetic:", "npz:", "coco:")
-#: Architecture names that are not FocalNetConfig fields; they are turned into ``depths``.
-DERIVED_ARCH = ("num_stages", "depth", "mid_depth_ratio")
-#: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig.
-MODEL_KEYS = ("head_hidden", "head_dropout", "num_keypoints")
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-DEFAULT_HV_REFERENCE = {"accuracy": 0.0, "params": 1e7, "latency_ms": 100.0, "flops": 1e10}
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SPACE_PREFIXES = ("arch", "train")
-_DIM_KEYS = ("choices", "low", "high", "log", "step")
-#: Keys of the tables this module validates itself (the order is the documented one).
-_SCHEMA: dict[str, tuple[str, ...]] = {
-    "study": (
-        "name",
-        "seed",
-        "sampler",
-        "n_trials",
-        "timeout_min",
-        "storage",
-        "tracking_uri",
-        "variants",
-        "baseline",
-    ),
-    "data": ("dataset", "n_train", "n_val", "n_test", "seed"),
-    "objectives": ("accuracy", "minimize"),
-    "constraints": ("max_params", "max_latency_ms", "max_flops"),
-    "latency": ("device", "batch_size", "threads", "warmup", "repeats"),
-    "early_stopping": ("enabled", "rungs", "eta"),
-    "hypervolume": ("reference",),
-}
-_TOP_LEVEL = (*_SCHEMA, "train", "model", "baseline", "space", "ablation")
-
-
-class SpecError(ValueError):
-    """A study spec is invalid. ``str(err)`` is one line: ``"<file>: <dotted.key>: <problem>"``."""
-
-    def __init__(self, message: str, *, key: str = "") -> None:
-        super().__init__(" ".join(str(message).split()))
-        self.key = key
-
-
-def _fail(source: str, key: str, problem: str, allowed: Any = None) -> SpecError:
-    msg = f"{source}: {key}: {problem}" if key else f"{source}: {problem}"
-    if allowed is not None:
-        if not isinstance(allowed, str):
-            allowed = ", ".join(str(a) for a in allowed)
-        msg += f"; allowed: {allowed}"
-    return SpecError(msg, key=key)
-
-
-def _unknown(source: str, key: str, known: list[str] | tuple[str, ...]) -> SpecError:
-    """``unknown key 'study.n_trail'; did you mean 'study.n_trials'?`` (or the allowed list)."""
-    prefix, _, leaf = key.rpartition(".")
-    close = difflib.get_close_matches(leaf, list(known), n=1, cutoff=0.6)
-    if close:
-        suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
-        return SpecError(f"{source}: unknown key '{key}'; did you mean '{suggestion}'?", key=key)
-    return SpecError(f"{source}: unknown key '{key}'; allowed: {', '.join(known)}", key=key)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# value checkers
-
-
-def _type_name(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}.get(
-        type(v), type(v).__name__
-    )
-
-
-def _int(source: str, key: str, v: Any, *, min_value: int | None = None) -> int:
-    if isinstance(v, float) and not isinstance(v, bool) and v.is_integer() and abs(v) < 2**53:
-        v = int(v)  # `max_params = 3e6` is a TOML float
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _fail(source, key, f"expected an integer, got {_type_name(v)} {v!r}")
-    if min_value is not None and v < min_value:
-        raise _fail(source, key, f"must be >= {min_value}, got {v}")
-    return v
-
-
-def _float(source: str, key: str, v: Any, *, positive: bool = False, min_value: float | None = None) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _fail(source, key, f"expected a number, got {_type_name(v)} {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise _fail(source, key, f"must be finite, got {v}")
-    if positive and v <= 0:
-        raise _fail(source, key, f"must be > 0, got {v:g}")
-    if min_value is not None and v < min_value:
-        raise _fail(source, key, f"must be >= {min_value:g}, got {v:g}")
-    return v
-
-
-def _str(source: str, key: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise _fail(source, key, f"expected a string, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _bool(source: str, key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _fail(source, key, f"expected true or false, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _table(source: str, key: str, v: Any) -> dict:
-    if not isinstance(v, dict):
-        raise _fail(source, key, f"expected a table, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _list(source: str, key: str, v: Any) -> list:
-    if not isinstance(v, list):
-        raise _fail(source, key, f"expected an array, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _check_keys(source: str, section: str, table: dict, known: tuple[str, ...] | list[str]) -> None:
-    for k in table:
-        if k not in known:
-            raise _unknown(source, f"{section}.{k}" if section else k, known)
-
-
-def _jsonable(v: Any) -> Any:
-    """Tuples → lists, dataclasses → dicts, recursively (for to_dict / hashing)."""
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, datetime.date | datetime.time):  # TOML dates and times
-        return v.isoformat()
-    return v
-
-
-# ----------------------------------------------------------------------------------------------------------
-# spec dataclasses
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataSpec:
-    """``[data]``: passed to ``search.data.load_dataset(dataset, n_train=..., ...)``."""
-
-    dataset: str = "synthetic:medium"
-    n_train: int = 8000
-    n_val: int = 1000
-    n_test: int = 1000
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ObjectiveSpec:
-    """``[objectives]``: one maximised accuracy (on val) plus minimised costs."""
-
-    accuracy: str = "pck_0.05"
-    minimize: tuple[str, ...] = ("params", "latency_ms")
-
-    @property
-    def names(self) -> list[str]:
-        return [f"val_{self.accuracy}", *self.minimize]
-
-    @property
-    def directions(self) -> list[str]:
-        return ["maximize"] + ["minimize"] * len(self.minimize)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "minimize": list(self.minimize)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConstraintSpec:
-    """``[constraints]``: hard limits; a trial over any of them is infeasible (None = no limit)."""
-
-    max_params: int | None = None
-    max_latency_ms: float | None = None
-    max_flops: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatencySpec:
-    """``[latency]``: how ``latency_ms`` is measured."""
-
-    device: str = "cpu"
-    batch_size: int = 1
-    threads: int = 1
-    warmup: int = 10
-    repeats: int = 30
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EarlyStoppingSpec:
-    """``[early_stopping]``: successive-halving rungs (train steps at which val accuracy is compared)."""
-
-    enabled: bool = True
-    rungs: tuple[int, ...] = ()
-    eta: int = 3
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "rungs": list(self.rungs), "eta": self.eta}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Dimension:
-    """One search dimension. ``kind`` is ``categorical`` (``choices``), ``int`` or ``float`` (``low``..``high``)."""
-
-    kind: str
-    choices: tuple | None = None
-    low: int | float | None = None
-    high: int | float | None = None
-    log: bool = False
-    step: int | float | None = None
-
-    def extremes(self) -> list[Any]:
-        """Values a corner check must try: every choice, or the lowest and highest reachable value."""
-        if self.kind == "categorical":
-            return list(dict.fromkeys(self.choices or ()))
-        return list(dict.fromkeys([self.low, self.top()]))
-
-    def top(self) -> int | float:
-        """The highest value reachable from ``low`` with ``step``."""
-        if self.step is None:
-            return self.high
-        n = math.floor((self.high - self.low) / self.step + 1e-9)
-        v = self.low + n * self.step
-        return int(v) if self.kind == "int" else v
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.kind == "categorical":
-            return {"kind": "categorical", "choices": list(self.choices or ())}
-        d: dict[str, Any] = {"kind": self.kind, "low": self.low, "high": self.high, "log": self.log}
-        if self.step is not None:
-            d["step"] = self.step
-        return d
-
-
-@dataclass(frozen=True, kw_only=True)
-class StudySpec:
-    """A validated study spec. ``raw`` is the parsed TOML; everything else is normalised."""
-
-    name: str
-    seed: int = 0
-    sampler: str = "tpe"
-    n_trials: int | None = None
-    timeout_s: float | None = None
-    storage: str = ""
-    tracking_uri: str = ""
-    variants: tuple[str, ...] = ()
-    baseline: bool = True
-    data: DataSpec = field(default_factory=DataSpec)
-    train: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
-    baseline_model: dict[str, Any] = field(default_factory=dict)
-    objectives: ObjectiveSpec = field(default_factory=ObjectiveSpec)
-    constraints: ConstraintSpec = field(default_factory=ConstraintSpec)
-    latency: LatencySpec = field(default_factory=LatencySpec)
-    early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
-    hypervolume_reference: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_HV_REFERENCE))
-    space: dict[str, Dimension] = field(default_factory=dict)
-    ablation: dict[str, Any] | None = None
-    source: str = "<spec>"
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    spec_hash: str = ""
-
-    @property
-    def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or DEFAULT_TRACKING_URI
-
-    def to_dict(self) -> dict[str, Any]:
-        """Normalised spec as plain JSON types, plus ``raw`` (the parsed TOML, so that
-        ``parse_spec(d["raw"])`` rebuilds the spec from a stored copy). No ``spec_hash``, no ``source``."""
-        return {
-            "name": self.name,
-            "seed": self.seed,
-            "sampler": self.sampler,
-            "n_trials": self.n_trials,
-            "timeout_s": self.timeout_s,
-            "storage": self.storage,
-            "tracking_uri": self.tracking_uri,
-            "variants": list(self.variants),
-            "baseline": self.baseline,
-            "data": self.data.to_dict(),
-            "train": _jsonable(self.train),
-            "model": _jsonable(self.model),
-            "baseline_model": _jsonable(self.baseline_model),
-            "objectives": self.objectives.to_dict(),
-            "constraints": self.constraints.to_dict(),
-            "latency": self.latency.to_dict(),
-            "early_stopping": self.early_stopping.to_dict(),
-            "hypervolume_reference": dict(self.hypervolume_reference),
-            "space": {k: d.to_dict() for k, d in self.space.items()},
-            "ablation": _jsonable(self.ablation),
-            "raw": _jsonable(self.raw),
-        }
-
-
-#: Fields left out of ``spec_hash``: changing the budget or where results live is not a new spec.
-HASH_EXCLUDED = ("storage", "tracking_uri", "n_trials", "timeout_s", "raw")
-
-
-def compute_spec_hash(normalised: dict[str, Any]) -> str:
-    d = {k: v for k, v in normalised.items() if k not in HASH_EXCLUDED}
-    text = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
+from search import spec_schema
+from search.ablation import validate_ablation
+from search.space import VARIANTS, check_space
+from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public types live there)
+    _DIM_KEYS,
+    _NAME_RE,
+    _SCHEMA,
+    _SPACE_PREFIXES,
+    _TOP_LEVEL,
+    ACCURACY_METRICS,
+    DATASET_SCHEMES,
+    DEFAULT_HV_REFERENCE,
+    DERIVED_ARCH,
+    MINIMIZE_METRICS,
+    MODEL_KEYS,
+    SAMPLERS,
+    ConstraintSpec,
+    DataSpec,
+    Dimension,
+    EarlyStoppingSpec,
+    LatencySpec,
+    ObjectiveSpec,
+    SpecError,
+    StudySpec,
+    _bool,
+    _check_keys,
+    _fail,
+    _float,
+    _int,
+    _list,
+    _str,
+    _table,
+    _type_name,
+    _unknown,
+    compute_spec_hash,
+)
+
+__all__ = [*(n for n in spec_schema.__all__ if n != "compute_spec_hash"), "load_spec", "parse_spec"]
 
 # ----------------------------------------------------------------------------------------------------------
 # loading
@@ -449,7 +145,7 @@ def _field_error(source: str, section: str, message: str, kwargs: dict[str, Any]
 def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> StudySpec:
     """Validate a parsed TOML document. ``check=False`` skips the search-space corner check."""
     from focalnet import BaselineConfig, FocalNetConfig
-    from search.train import TrainConfig
+    from search.task.train import TrainConfig
 
     raw = _table(source, "", raw) if not isinstance(raw, dict) else raw
     _check_keys(source, "", raw, _TOP_LEVEL)
@@ -480,8 +176,6 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         raise _fail(source, "study.n_trials", "no budget: give study.n_trials and/or study.timeout_min")
     storage = _str(source, "study.storage", st.get("storage", ""))
     tracking_uri = _str(source, "study.tracking_uri", st.get("tracking_uri", ""))
-    from search.space import VARIANTS
-
     variants_raw = _list(source, "study.variants", st.get("variants", []))
     variants = []
     for i, v in enumerate(variants_raw):
@@ -654,12 +348,8 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     )
     spec = dataclasses.replace(spec, spec_hash=compute_spec_hash(spec.to_dict()))
     if spec.ablation is not None:
-        from search.ablation import validate_ablation
-
         validate_ablation(spec)
     if check:
-        from search.space import check_space
-
         check_space(spec)
     return spec
 

@@ -191,3 +191,26 @@ def recover_stale_trials(study: Any) -> list[int]:
                 attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "name", "fixed_overrides")}
                 study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
     return failed
+
+
+def load_stored_study(name: str, storage: str | None) -> tuple[Any, Any]:
+    """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
+    import optuna
+
+    from search.spec import parse_spec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or DEFAULT_STORAGE
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False))
+    except KeyError:
+        raise StorageError(f"study: no study named {name!r} in {url}; see `python -m search list`") from None
+    raw = study.user_attrs.get("spec_raw")
+    spec = (
+        parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False)
+        if raw
+        else None
+    )
+    if spec is None:
+        raise StorageError(f"study: {name!r} has no stored spec (not created by this harness)")
+    return study, spec

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.ablation import ablation_trials
 from search.objective import Objective
 from search.records import refresh_parent, study_records, trial_summary_line
 from search.space import fixed_trials
@@ -36,7 +37,7 @@ __all__ = ["run_study", "run_worker", "open_study", "spec_data", "code_version",
 
 def spec_data(spec: Any) -> Any:
     """The study's dataset (generated once, then read from the cache by every worker)."""
-    from search.data import load_dataset
+    from search.task.data import load_dataset
 
     d = spec.data
     return load_dataset(d.dataset, n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, seed=d.seed)
@@ -108,7 +109,7 @@ def open_study(
             study.set_user_attr("objective_names", list(spec.objectives.names))
             study.set_user_attr("data_hash", data_hash)
             study.set_user_attr("created_at", time.time())
-            for fixed in fixed_trials(spec):
+            for fixed in ablation_trials(spec) if spec.ablation is not None else fixed_trials(spec):
                 study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
             return study
     check_versions(study)

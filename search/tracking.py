@@ -1,8 +1,11 @@
 """MLflow tracking for the search harness: one parent run per study, one child run per Optuna trial.
 
-Everything goes through ``mlflow.MlflowClient`` with explicit run ids (never the fluent
-``mlflow.start_run`` global state), so several trials, threads or worker processes can log to the
-same store at once. ``mlflow`` is imported lazily, so ``import search.tracking`` stays cheap.
+This module holds the run lifecycle (:class:`StudyTracker`: the parent run, child runs started, resumed
+and ended, crash recovery of stale runs, Pareto tags). What is logged (redaction, flattened params, run
+names) lives in :mod:`search.tracking_params`; where and how it is written (store URIs, the experiment,
+retried batched writes through an explicit ``MlflowClient``, so several trials, threads or worker
+processes can log to one store at once) in :mod:`search.tracking_store`. Their public names are
+re-exported here. ``mlflow`` is imported lazily, so ``import search.tracking`` stays cheap.
 
 Run layout (experiment ``focalnet-search/<study_name>``):
 
@@ -17,17 +20,29 @@ Every string that reaches a param, tag or log line is passed through :func:`reda
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import random
-import re
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from search import tracking_store as store
+from search.tracking_params import (
+    clean_params,
+    clean_tags,
+    flatten_config,
+    flatten_params,
+    numeric_params,
+    redact_url,
+    run_name,
+)
+from search.tracking_store import (
+    EXPERIMENT_PREFIX,
+    default_artifact_location,
+    default_tracking_uri,
+    ensure_local_store,
+    experiment_name,
+    retry,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow import MlflowClient
@@ -47,15 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT_PREFIX = "focalnet-search/"
-ParamValue = str | float | int | bool
-
-# MLflow limits (3.x): param values 6000 chars, tag values 8000; stay well under both.
-_MAX_PARAM_LEN = 6000
-_MAX_TAG_LEN = 5000
-_BATCH_PARAMS = 100  # log_batch accepts at most 100 params per call
-_BATCH_METRICS = 1000
-
 # Tags this module owns. Callers may pass other ``fs.*`` tags freely.
 TAG_ROLE = "fs.role"
 TAG_TRIAL_NUMBER = "fs.trial_number"
@@ -64,282 +70,6 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_PARETO = "fs.pareto"
 
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
-
-T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------------------------------
-# URL redaction
-# --------------------------------------------------------------------------------------------------
-
-# ``scheme://user:secret@host`` → ``scheme://user:***@host``. The user part may not contain ``/``, ``@``
-# or ``:``; the secret may contain anything up to the last ``@`` of the authority.
-_USERINFO_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^\s/]*)(?P<at>@)")
-_QUERY_SECRET_RE = re.compile(
-    r"(?P<pre>[?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|access_token)=)(?P<pw>[^&;#\s]*)",
-    re.IGNORECASE,
-)
-
-
-def redact_url(url: str) -> str:
-    """Remove passwords from a storage / tracking URL (or any text containing URLs).
-
-    Args:
-        url: e.g. ``postgresql://user:secret@host/db`` or ``mysql://h/db?password=x``.
-
-    Returns:
-        The same text with every password replaced by ``***``
-        (``postgresql://user:***@host/db``, ``mysql://h/db?password=***``).
-    """
-    if not isinstance(url, str):
-        url = str(url)
-    out = _USERINFO_RE.sub(lambda m: m["pre"] + ("***" if m["pw"] else "") + m["at"], url)
-    return _QUERY_SECRET_RE.sub(lambda m: m["pre"] + "***", out)
-
-
-# --------------------------------------------------------------------------------------------------
-# Store helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def default_tracking_uri() -> str:
-    """The default tracking URI: a SQLite DB under ``./mlruns`` (MLflow 3.17+ refuses the file store)."""
-    return "sqlite:///mlruns/mlflow.db"
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """Filesystem path of a ``sqlite:///`` URI (relative to the cwd unless it has 4 slashes)."""
-    if not uri.startswith("sqlite:"):
-        return None
-    rest = uri[len("sqlite:") :].split("?", 1)[0]
-    if not rest.startswith("///"):
-        return None
-    path = rest[3:]  # "sqlite:////abs" → "/abs", "sqlite:///rel" → "rel"
-    if not path or path == ":memory:":
-        return None
-    return Path(path)
-
-
-def default_artifact_location(tracking_uri: str, study_name: str | None = None) -> str | None:
-    """Absolute ``file://`` artifact location for a SQLite store, ``None`` for servers.
-
-    Artifacts of ``sqlite:///dir/mlflow.db`` live under ``dir/artifacts[/<study_name>]``, resolved
-    against the current directory now, so workers started elsewhere still find them.
-
-    Args:
-        tracking_uri: the tracking URI.
-        study_name: optional sub-folder (sanitised) so studies do not share one folder.
-    """
-    db = _sqlite_path(tracking_uri)
-    if db is None:
-        return None  # an http(s) server / database store chooses its own artifact root
-    root = db.expanduser().resolve().parent / "artifacts"
-    if study_name:
-        root = root / re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
-    return root.as_uri()
-
-
-def ensure_local_store(uri: str) -> None:
-    """Create and migrate a SQLite store once, before worker processes start.
-
-    Concurrent first-time schema migrations of the same SQLite file collide, so the runner calls this
-    in the parent process. No-op apart from a connectivity check for non-SQLite URIs.
-
-    Args:
-        uri: the tracking URI.
-    """
-    db = _sqlite_path(uri)
-    if db is not None:
-        db.expanduser().parent.mkdir(parents=True, exist_ok=True)
-    from mlflow import MlflowClient
-
-    _retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1), what="init store")
-
-
-def experiment_name(study_name: str) -> str:
-    """MLflow experiment name of a study: ``focalnet-search/<study_name>``."""
-    return EXPERIMENT_PREFIX + study_name
-
-
-_TRANSIENT = (
-    "database is locked",
-    "database table is locked",
-    "database schema has changed",
-    "deadlock",
-    "could not serialize",
-    "connection reset",
-    "connection refused",
-    "too many requests",
-    "temporarily unavailable",
-)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(t in text for t in _TRANSIENT)
-
-
-def _retry(fn: Callable[[], T], *, what: str, attempts: int = 8, base_s: float = 0.05) -> T:
-    """Call ``fn``, retrying briefly on "database is locked"-style transient errors.
-
-    SQLite allows one writer at a time; with many workers a write can time out. Jittered exponential
-    backoff (≈ 6 s worst case) spreads the retries so they do not collide again.
-    """
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts - 1 or not _is_transient(exc):
-                raise
-            delay = min(2.0, base_s * 2**attempt) * (0.5 + random.random())
-            log.debug("mlflow %s: transient error (%s), retry in %.2fs", what, redact_url(str(exc)), delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --------------------------------------------------------------------------------------------------
-# Config flattening and run names
-# --------------------------------------------------------------------------------------------------
-
-
-def _fmt_value(value: Any) -> ParamValue:
-    """Param value: scalars stay, lists become ``2-2-6-2``, ``None`` becomes ``none``."""
-    if isinstance(value, bool | int | float):
-        return value
-    if value is None:
-        return "none"
-    if isinstance(value, list | tuple):
-        if not value:
-            return "none"
-        # nested lists (per-stage tuples) use "_" between stages so "-" stays the inner separator
-        sep = "_" if any(isinstance(v, list | tuple) for v in value) else "-"
-        return sep.join(str(_fmt_value(v)) for v in value)
-    return redact_url(str(value))
-
-
-def _flatten(prefix: str, obj: Any, out: dict[str, ParamValue]) -> None:
-    if isinstance(obj, Mapping):
-        for key, val in obj.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), val, out)
-    else:
-        out[prefix] = _fmt_value(obj)
-
-
-def flatten_config(resolved_config: Mapping[str, Any]) -> dict[str, ParamValue]:
-    """Flatten a resolved trial config into dotted MLflow params.
-
-    ``model.focalnet.*``, ``model.backbone``, ``model.head_*`` and ``model.num_keypoints`` become
-    ``arch.*`` (plus derived ``arch.num_stages`` and ``arch.depth = sum(depths)``); ``train.*`` and
-    ``data.*`` keep their prefix. For the baseline backbone only ``arch.backbone = baseline`` is
-    under ``arch.``; its own fields, head and keypoint count go to ``baseline.*`` so parallel
-    coordinates never show FocalNet defaults for the baseline. Lists are joined as ``2-2-6-2``.
-
-    Args:
-        resolved_config: ``{"model": {...}, "train": {...}, "data": {...}}``.
-    """
-    out: dict[str, ParamValue] = {}
-    model = dict(resolved_config.get("model") or {})
-    backbone = str(model.get("backbone", "focalnet"))
-    out["arch.backbone"] = backbone
-    if backbone == "baseline":
-        _flatten("baseline", model.get("baseline") or {}, out)
-        for key, val in model.items():
-            if key not in ("backbone", "baseline", "focalnet"):
-                _flatten(f"baseline.{key}", val, out)
-    else:
-        focal = dict(model.get("focalnet") or {})
-        _flatten("arch", focal, out)
-        depths = focal.get("depths")
-        if isinstance(depths, list | tuple) and depths and all(isinstance(d, int) for d in depths):
-            out.setdefault("arch.num_stages", len(depths))
-            out.setdefault("arch.depth", int(sum(depths)))
-        for key, val in model.items():
-            if key not in ("backbone", "baseline", "focalnet"):
-                _flatten(f"arch.{key}", val, out)
-    for section in ("train", "data"):
-        if resolved_config.get(section) is not None:
-            _flatten(section, resolved_config[section], out)
-    for key, val in resolved_config.items():  # anything else keeps its own top-level name
-        if key not in ("model", "train", "data"):
-            _flatten(str(key), val, out)
-    return out
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        uniq = list(dict.fromkeys(value))
-        return "-".join(str(v) for v in uniq) if len(uniq) > 1 else str(uniq[0]) if uniq else ""
-    return str(value)
-
-
-def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: str | None = None) -> str:
-    """Short CleanRL-style run name telling config and seed.
-
-    ``t007-fn-p4-s3-d32-L2-seq-s0``: trial 7, FocalNet, patch 4, 3 stages, embed dim 32, focal level 2,
-    context mode ``seq``, train seed 0. The baseline is ``t000-baseline-s0``; a ``label`` (variant or
-    cell name) replaces the architecture part: ``t003-<label>-s0``.
-
-    Args:
-        trial_number: Optuna trial number.
-        resolved_config: the trial's resolved config.
-        label: optional name of a fixed trial.
-    """
-    model = resolved_config.get("model") or {}
-    seed = (resolved_config.get("train") or {}).get("seed", 0)
-    parts = [f"t{int(trial_number):03d}"]
-    if label:
-        parts.append(re.sub(r"[^A-Za-z0-9._+-]+", "_", label)[:40])
-    elif model.get("backbone", "focalnet") == "baseline":
-        parts.append("baseline")
-    else:
-        fn = model.get("focalnet") or {}
-        parts.append("fn")
-        if "patch_size" in fn:
-            parts.append(f"p{fn['patch_size']}")
-        if isinstance(fn.get("depths"), list | tuple):
-            parts.append(f"s{len(fn['depths'])}")
-        if "embed_dim" in fn:
-            parts.append(f"d{fn['embed_dim']}")
-        for key in ("focal_levels", "focal_level"):
-            if key in fn:
-                parts.append(f"L{_short(fn[key])}")
-                break
-        for key in ("contexts", "context", "context_mode"):
-            if isinstance(fn.get(key), str):
-                parts.append(str(fn[key])[:4])
-                break
-    parts.append(f"s{seed}")
-    return "-".join(parts)
-
-
-# --------------------------------------------------------------------------------------------------
-# Tracker
-# --------------------------------------------------------------------------------------------------
-
-
-def _clean_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Flatten nested dicts, stringify, redact and truncate param values."""
-    flat: dict[str, ParamValue] = {}
-    _flatten("", dict(params), flat)
-    return {k: redact_url(str(v))[:_MAX_PARAM_LEN] for k, v in flat.items()}
-
-
-def _clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    out = {}
-    for key, val in tags.items():
-        if isinstance(val, bool):
-            val = "true" if val else "false"
-        out[str(key)] = redact_url(str(_fmt_value(val)))[:_MAX_TAG_LEN]
-    return out
-
-
-def _numeric(params: Mapping[str, Any]) -> dict[str, float]:
-    """Numeric (not bool) hyperparameters, to be logged as metrics too."""
-    return {
-        k: float(v)
-        for k, v in params.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
-    }
 
 
 def _q(value: str) -> str:
@@ -389,52 +119,32 @@ class StudyTracker:
     def experiment_id(self) -> str:
         """Id of the study's experiment (get-or-create; restores a deleted one)."""
         if self._experiment_id is None:
-            self._experiment_id = _retry(self._get_or_create_experiment, what="experiment")
-        return self._experiment_id
-
-    def _get_or_create_experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(self.experiment_name)
-        if exp is None:
-            try:
-                return self.client.create_experiment(
+            self._experiment_id = retry(
+                lambda: store.get_or_create_experiment(
+                    self.client,
                     self.experiment_name,
                     artifact_location=default_artifact_location(self.tracking_uri, self.study_name),
                     tags={"fs.study_name": self.study_name},
-                )
-            except MlflowException:
-                # another worker created it between our lookup and create
-                exp = self.client.get_experiment_by_name(self.experiment_name)
-                if exp is None:
-                    raise
-        if exp.lifecycle_stage == "deleted":
-            self.client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
+                ),
+                what="experiment",
+            )
+        return self._experiment_id
 
     def _search(self, filter_string: str, *, order_by: list[str] | None = None) -> list[Run]:
-        """All active runs of the experiment matching ``filter_string`` (follows page tokens)."""
-        runs: list[Run] = []
-        token: str | None = None
-        while True:
-            page = _retry(
-                lambda tok=token: self.client.search_runs(
-                    [self.experiment_id],
-                    filter_string=filter_string,
-                    max_results=1000,
-                    order_by=order_by,
-                    page_token=tok,
-                ),
-                what="search_runs",
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        """All active runs of the experiment matching ``filter_string``."""
+        return store.search_runs(self.client, self.experiment_id, filter_string, order_by=order_by)
 
     def _find_parents(self) -> list[Run]:
         runs = self._search(f"tags.`{TAG_ROLE}` = 'parent'")
         return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+    def _known_parent(self) -> str | None:
+        """The parent run id, looked up (oldest parent wins) when this tracker has not seen it yet."""
+        if self._parent_id is None:
+            parents = self._find_parents()
+            if parents:
+                self._parent_id = parents[0].info.run_id
+        return self._parent_id
 
     def parent_run_id(
         self,
@@ -465,49 +175,31 @@ class StudyTracker:
             parents = self._find_parents()
             if parents:
                 self._parent_id = parents[0].info.run_id
-                _retry(
-                    lambda: self.client.update_run(self._parent_id, status="RUNNING"), what="update parent"
-                )
+                retry(lambda: self.client.update_run(self._parent_id, status="RUNNING"), what="update parent")
             else:
-                created = _retry(
-                    lambda: self.client.create_run(
-                        self.experiment_id,
-                        tags={TAG_ROLE: "parent", "fs.study_name": self.study_name},
-                        run_name=f"study-{self.study_name}"[:200],
-                    ),
-                    what="create parent",
-                )
-                parents = self._find_parents()
-                winner = parents[0].info.run_id if parents else created.info.run_id
-                if winner != created.info.run_id:
-                    log.info(
-                        "parent run race: keeping %s, deleting duplicate %s", winner, created.info.run_id
-                    )
-                    _retry(lambda: self.client.delete_run(created.info.run_id), what="delete duplicate")
-                self._parent_id = winner
+                self._parent_id = self._create_parent()
         run_id = self._parent_id
-        self._log_params_once(run_id, _clean_params(params))
+        store.log_params_once(self.client, run_id, clean_params(params))
         self.set_tags(run_id, dict(tags))
-        self._log_spec(run_id, spec, spec_path)
+        store.log_spec(self.client, run_id, spec, spec_path)
         return run_id
 
-    def _log_spec(
-        self, run_id: str, spec: Mapping[str, Any], spec_path: str | os.PathLike[str] | None
-    ) -> None:
-        with tempfile.TemporaryDirectory(prefix="fs-spec-") as tmp:
-            files = []
-            js = Path(tmp) / "spec.json"
-            js.write_text(redact_url(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "\n")
-            files.append(js)
-            if spec_path is not None and Path(spec_path).is_file():
-                src = Path(spec_path)
-                name = src.name if src.suffix == ".json" and src.name != "spec.json" else f"spec{src.suffix}"
-                if name != "spec.json":
-                    dst = Path(tmp) / name
-                    dst.write_text(redact_url(src.read_text(errors="replace")))
-                    files.append(dst)
-            for path in files:
-                self.log_artifact(run_id, path)
+    def _create_parent(self) -> str:
+        """Create a parent run; when workers race, the oldest parent wins and a losing duplicate is deleted."""
+        created = retry(
+            lambda: self.client.create_run(
+                self.experiment_id,
+                tags={TAG_ROLE: "parent", "fs.study_name": self.study_name},
+                run_name=f"study-{self.study_name}"[:200],
+            ),
+            what="create parent",
+        )
+        parents = self._find_parents()
+        winner = parents[0].info.run_id if parents else created.info.run_id
+        if winner != created.info.run_id:
+            log.info("parent run race: keeping %s, deleting duplicate %s", winner, created.info.run_id)
+            retry(lambda: self.client.delete_run(created.info.run_id), what="delete duplicate")
+        return winner
 
     def finish_parent(self, *, status: str = "FINISHED", tags: Mapping[str, Any] | None = None) -> None:
         """Terminate the parent run at the end of the study (a resumed study re-opens it).
@@ -516,24 +208,20 @@ class StudyTracker:
             status: ``FINISHED`` | ``FAILED`` | ``KILLED``.
             tags: final study-level tags (e.g. number of trials, best values).
         """
-        if self._parent_id is None:
-            parents = self._find_parents()
-            if not parents:
-                return
-            self._parent_id = parents[0].info.run_id
+        parent = self._known_parent()
+        if parent is None:
+            return
         if tags:
-            self.set_tags(self._parent_id, dict(tags))
-        _retry(lambda: self.client.set_terminated(self._parent_id, status=status), what="end parent")
+            self.set_tags(parent, dict(tags))
+        retry(lambda: self.client.set_terminated(parent, status=status), what="end parent")
 
     # ---- trials --------------------------------------------------------------------------------
 
     def _require_parent(self) -> str:
-        if self._parent_id is None:
-            parents = self._find_parents()
-            if not parents:
-                raise RuntimeError("StudyTracker: call parent_run_id() before logging trials")
-            self._parent_id = parents[0].info.run_id
-        return self._parent_id
+        parent = self._known_parent()
+        if parent is None:
+            raise RuntimeError("StudyTracker: call parent_run_id() before logging trials")
+        return parent
 
     def find_trial_run(self, trial_number: int) -> str | None:
         """Run id of the newest child run tagged with this Optuna trial number, or ``None``.
@@ -591,24 +279,17 @@ class StudyTracker:
             TAG_TRIAL_NUMBER: str(int(trial_number)),
             "fs.optuna_state": "RUNNING",
         }
-        all_tags = {**_clean_tags(tags), **own}
-        flat: dict[str, ParamValue] = {}
-        _flatten("", dict(params), flat)
+        all_tags = {**clean_tags(tags), **own}
+        flat = flatten_params(params)
         existing = self.find_trial_run(trial_number)
         if existing is None:
-            run = _retry(
-                lambda: self.client.create_run(
-                    self.experiment_id, tags=all_tags, run_name=run_name[:250] or None
-                ),
-                what="create trial run",
-            )
-            run_id = run.info.run_id
+            run_id = self._create_child(all_tags, run_name, what="create trial run")
         else:
             run_id = existing
-            _retry(lambda: self.client.update_run(run_id, status="RUNNING"), what="reopen trial run")
+            retry(lambda: self.client.update_run(run_id, status="RUNNING"), what="reopen trial run")
             self.set_tags(run_id, all_tags)
-        self._log_params_once(run_id, _clean_params(flat))
-        numeric = _numeric(flat)
+        store.log_params_once(self.client, run_id, clean_params(flat))
+        numeric = numeric_params(flat)
         if numeric:
             self.log_metrics(run_id, numeric, step=0)
         return run_id
@@ -625,86 +306,33 @@ class StudyTracker:
         tags = dict(tags)
         if TAG_ROLE in tags:
             tags.setdefault(TAG_TRIAL_ROLE, tags.pop(TAG_ROLE))
-        all_tags = {**_clean_tags(tags), TAG_PARENT: parent, TAG_ROLE: "extra"}
-        run = _retry(
-            lambda: self.client.create_run(
-                self.experiment_id, tags=all_tags, run_name=run_name[:250] or None
-            ),
-            what="create extra run",
+        all_tags = {**clean_tags(tags), TAG_PARENT: parent, TAG_ROLE: "extra"}
+        run_id = self._create_child(all_tags, run_name, what="create extra run")
+        store.log_params_once(self.client, run_id, clean_params(flatten_params(params)))
+        return run_id
+
+    def _create_child(self, tags: dict[str, str], run_name: str, *, what: str) -> str:
+        run = retry(
+            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=run_name[:250] or None),
+            what=what,
         )
-        flat: dict[str, ParamValue] = {}
-        _flatten("", dict(params), flat)
-        self._log_params_once(run.info.run_id, _clean_params(flat))
         return run.info.run_id
 
-    def _log_params_once(self, run_id: str, params: dict[str, str]) -> None:
-        """Log params not yet on the run; record keys whose existing value differs."""
-        if not params:
-            return
-        from mlflow.entities import Param
-
-        current = _retry(lambda: self.client.get_run(run_id), what="get_run").data.params
-        new = {k: v for k, v in params.items() if k not in current}
-        conflicts = sorted(k for k, v in params.items() if k in current and current[k] != v)
-        items = [Param(k, v) for k, v in new.items()]
-        for i in range(0, len(items), _BATCH_PARAMS):
-            chunk = items[i : i + _BATCH_PARAMS]
-            _retry(lambda c=chunk: self.client.log_batch(run_id, params=c), what="log params")
-        if conflicts:
-            log.warning("run %s: params already logged with other values: %s", run_id, ", ".join(conflicts))
-            self.set_tags(run_id, {"fs.param_conflicts": ",".join(conflicts)})
+    # ---- writes on any run of the study ------------------------------------------------------------
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log metrics in batches (NaN / inf are kept: MLflow stores them and they mark divergence).
-
-        Args:
-            run_id: run to log to.
-            metrics: name → value; non-numeric values are skipped.
-            step: training step (``None`` → 0).
-        """
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        items = [
-            Metric(str(k), float(v), ts, int(step or 0))
-            for k, v in metrics.items()
-            if (isinstance(v, int | float) and not isinstance(v, bool)) or _is_np_number(v)
-        ]
-        for i in range(0, len(items), _BATCH_METRICS):
-            chunk = items[i : i + _BATCH_METRICS]
-            _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c), what="log metrics")
+        """Log numeric metrics at ``step`` (``None`` → 0); NaN / inf are kept: they mark divergence."""
+        store.log_metrics(self.client, run_id, metrics, step)
 
     def log_artifact(
         self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> None:
-        """Upload a file or directory to the run's artifacts.
-
-        Args:
-            run_id: target run.
-            local_path: file or directory.
-            artifact_path: optional sub-folder inside the run's artifacts.
-        """
-        path = os.fspath(local_path)
-        if os.path.isdir(path):
-            _retry(lambda: self.client.log_artifacts(run_id, path, artifact_path), what="log artifacts")
-        else:
-            _retry(lambda: self.client.log_artifact(run_id, path, artifact_path), what="log artifact")
+        """Upload a file or directory to the run's artifacts, optionally under ``artifact_path``."""
+        store.log_artifact(self.client, run_id, local_path, artifact_path)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        """Set several tags in one call (values stringified and redacted).
-
-        Args:
-            run_id: target run.
-            tags: tag name → value (bools become ``true``/``false``, lists ``2-2-6-2``).
-        """
-        if not tags:
-            return
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, v) for k, v in _clean_tags(tags).items()]
-        for i in range(0, len(items), _BATCH_PARAMS):
-            chunk = items[i : i + _BATCH_PARAMS]
-            _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c), what="set tags")
+        """Set several tags at once (bools become ``true``/``false``, lists ``2-2-6-2``; redacted)."""
+        store.set_tags(self.client, run_id, tags)
 
     def end_trial_run(self, run_id: str, *, status: str, tags: Mapping[str, Any] | None = None) -> None:
         """Terminate a child run; never leaves it RUNNING.
@@ -724,7 +352,7 @@ class StudyTracker:
                 self.set_tags(run_id, dict(tags))
         finally:
             # terminate even if tagging failed, so the run does not stay RUNNING
-            _retry(lambda: self.client.set_terminated(run_id, status=status), what="end trial run")
+            retry(lambda: self.client.set_terminated(run_id, status=status), what="end trial run")
 
     def close_stale_runs(
         self,
@@ -792,8 +420,3 @@ class StudyTracker:
             }
         for number, run_id in run_ids_by_number.items():
             self.set_tags(run_id, {TAG_PARETO: "true" if int(number) in front else "false"})
-
-
-def _is_np_number(value: Any) -> bool:
-    """numpy scalars without importing numpy."""
-    return type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iuf"

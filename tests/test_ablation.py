@@ -11,16 +11,8 @@ import numpy as np
 import optuna
 import pytest
 
-from search.ablation import (
-    ablation_artifacts,
-    ablation_report,
-    ablation_trials,
-    bootstrap_interval,
-    missing_trials,
-    paired_t_interval,
-    parse_ablation,
-    validate_ablation,
-)
+from search.ablation import ablation_trials, missing_trials, parse_ablation, validate_ablation
+from search.ablation_stats import ablation_artifacts, ablation_report, bootstrap_interval, paired_t_interval
 from search.space import resolve_config
 from search.spec import SpecError, parse_spec
 
@@ -292,8 +284,8 @@ def test_artifacts(tmp_path):
 
 
 def test_end_to_end_tiny_grid(tmp_path):
-    from search.data import load_dataset
     from search.objective import Objective
+    from search.task.data import load_dataset
 
     raw = copy.deepcopy(BASE)
     raw["data"] = {"dataset": "synthetic:medium", "n_train": 128, "n_val": 32, "n_test": 32}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import synthetic
-from search.data import DataError, load_dataset
-from search.synthetic import PRESETS, make_params, render
+from search.task import synthetic
+from search.task.data import DataError, load_dataset
+from search.task.synthetic import PRESETS, make_params, render
 
 
 def test_render_shapes_and_dtypes():

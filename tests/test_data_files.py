@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.data import DataError, load_dataset
+from search.task.data import DataError, load_dataset
 
 N, K = 12, 4
 

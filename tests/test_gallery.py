@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from search.gallery import prediction_gallery
-from search.synthetic import HUMAN16, PRESETS, render
+from search.task.gallery import prediction_gallery
+from search.task.synthetic import HUMAN16, PRESETS, render
 
 
 def test_gallery_png(tmp_path):

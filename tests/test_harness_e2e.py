@@ -120,8 +120,18 @@ def test_reproduce_matches(quick_run: tuple[Path, str], cache_env: dict[str, str
     assert r.returncode == 0, r.stdout + r.stderr
     assert "within tolerance" in r.stdout
     out = tmp / "exports" / "focalnet-quick" / f"trial-{t.number}"
-    for f in ("model.pt", "config.json", "model.torchscript.pt", "gallery.png"):
+    for f in ("model.pt", "config.json", "model.pt2", "model.onnx", "gallery.png"):
         assert (out / f).stat().st_size > 0
+    import torch
+
+    from focalnet import build_model
+    from focalnet.export import load_program
+
+    model = build_model(json.loads((out / "config.json").read_text())["model"]).eval()
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(load_program(out / "model.pt2")(x), model(x), atol=1e-5)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["reproduced"]["val"]["pck_0.1"] == t.user_attrs["val"]["pck_0.1"]
     runs = mlflow_runs(tmp, "focalnet-quick")

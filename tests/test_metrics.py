@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.metrics import keypoint_metrics, per_joint_pck
+from search.task.metrics import keypoint_metrics, per_joint_pck
 
 
 def _case():

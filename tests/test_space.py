@@ -13,7 +13,7 @@ import pytest
 from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
 from search.space import VARIANTS, check_space, fixed_trials, resolve_config, sample_params
 from search.spec import SpecError, StudySpec, load_spec, parse_spec
-from search.train import TrainConfig
+from search.task.train import TrainConfig
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 MINIMAL = '[study]\nname = "t"\nn_trials = 3\nseed = 7\n[train]\nsteps = 50\n'

@@ -137,7 +137,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What a run produced. Metric dicts use the keys of `search.metrics.keypoint_metrics`."""
+    """What a run produced. Metric dicts use the keys of `search.task.metrics.keypoint_metrics`."""
 
     val: dict[str, float]
     test: dict[str, float]
@@ -229,7 +229,7 @@ def predict(
 
 
 def _evaluate(model: nn.Module, split: Any, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    from search.metrics import keypoint_metrics
+    from search.task.metrics import keypoint_metrics
 
     pred = predict(
         model,
@@ -259,7 +259,7 @@ def train(
     Args:
         model_config: a `focalnet.ModelConfig` or its dict.
         train_config: a `TrainConfig` or its dict.
-        data: a `search.data.KeypointData` (uint8 images, pixel keypoints, visibility).
+        data: a `search.task.data.KeypointData` (uint8 images, pixel keypoints, visibility).
         callback: called as `callback(step, val_metrics)` after every evaluation; raise to stop the run
             (the exception propagates unchanged).
         progress: show a progress bar (steps/s, ETA) on stderr.

@@ -69,7 +69,7 @@ def prediction_gallery(
 
 def model_gallery(model: Any, data: Any, path: str | Path, *, n: int = 16) -> Path:
     """Gallery of a trained keypoint model on the first ``n`` test patches of ``data`` (a KeypointData)."""
-    from search.train import predict
+    from search.task.train import predict
 
     n = min(n, len(data.test.images))
     pred = predict(model, data.test.images[:n])

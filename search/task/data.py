@@ -1,7 +1,7 @@
 """Keypoint datasets: one URI in, a `KeypointData` (train/val/test splits of 64x64 patches) out.
 
 URIs:
-- `synthetic:easy|medium|hard[?joints=hand&noise=0.01,0.02&...]`: procedural figures (search.synthetic);
+- `synthetic:easy|medium|hard[?joints=hand&noise=0.01,0.02&...]`: procedural figures (search.task.synthetic);
   any `SyntheticParams` field can be overridden in the query (tuples as comma-separated numbers).
   Cached on disk (see below). Splits come from disjoint random streams: (seed, 0|1|2).
 - `npz:path/to/file.npz`: `images` (N,H,W,3) or (N,3,H,W) uint8, `keypoints` (N,K,2) pixels, optional
@@ -34,13 +34,10 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from search import synthetic
+from search.task import files, synthetic
+from search.task.errors import DataError
 
 __all__ = ["DataError", "Split", "KeypointData", "load_dataset", "default_cache_dir", "parse_uri"]
-
-
-class DataError(ValueError):
-    """A dataset that cannot be loaded; the message is one line: "<uri or file>: <problem>"."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +115,10 @@ def load_dataset(
         sk = synthetic.SKELETONS[params.joints]
         names, edges = sk.joint_names, sk.edges
     else:
-        from search import data_files
-
         if kind == "npz":
-            arrays, names, edges = data_files.load_npz(body, img_size)
+            arrays, names, edges = files.load_npz(body, img_size)
         else:
-            arrays, names, edges = data_files.load_coco(body, img_size, query)
+            arrays, names, edges = files.load_coco(body, img_size, query)
         splits = _cut(uri, arrays, n_train, n_val, n_test, seed)
     return KeypointData(*splits, tuple(names), tuple(edges), img_size, uri, _hash(splits, names, edges))
 

@@ -1,4 +1,4 @@
-"""User keypoint data from files: NPZ arrays and COCO keypoint annotations (see search.data for the URIs).
+"""User keypoint data from files: NPZ arrays and COCO keypoint annotations (see search.task.data for the URIs).
 
 Both loaders return ((images uint8 (N,3,S,S), keypoints float32 (N,K,2), visibility uint8 (N,K)),
 joint_names, edges) at img_size S, with pixel centres at integer coordinates. Every problem with a file
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from search.data import DataError
+from search.task.errors import DataError
 
 __all__ = ["load_npz", "load_coco"]
 

@@ -1,0 +1,112 @@
+"""The house rules: the task package knows nothing of Optuna/MLflow, and no two modules import each other."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK_MODULES = sorted(
+    f"search.task.{p.stem}" for p in (ROOT / "search" / "task").glob("*.py") if p.stem != "__init__"
+)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Every `search.*`/`focalnet.*` module a file imports, at top level or inside functions."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in out if m.split(".")[0] == package}
+
+
+def _graph(package: str) -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    return {
+        name: {m for m in _imports(path, package) if m in files and m != name} for name, path in files.items()
+    }
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+@pytest.mark.parametrize("package", ["search", "focalnet"])
+def test_no_import_circles(package: str) -> None:
+    graph = _graph(package)
+    assert len(graph) > 5
+    assert _cycle(graph) is None, f"import circle: {' -> '.join(_cycle(graph) or [])}"
+
+
+def test_cycle_finder_finds_a_circle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_task_package_never_imports_the_search_machinery() -> None:
+    graph = _graph("search")
+    for name in TASK_MODULES:
+        outside = {m for m in graph[name] if not m.startswith("search.task")}
+        assert not outside, f"{name} imports {sorted(outside)}"
+
+
+def test_task_modules_import_without_optuna_or_mlflow() -> None:
+    # A None entry in sys.modules makes `import optuna` raise ImportError, as if it were not installed.
+    code = (
+        "import sys\n"
+        "for blocked in ('optuna', 'mlflow'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import importlib\n"
+        f"for name in {TASK_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print('ok', len(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok")
+    assert len(TASK_MODULES) >= 7
+
+
+def test_cli_help_for_every_command() -> None:
+    from search.cli import build_parser
+
+    parser = build_parser()
+    commands = sorted(parser._subparsers._group_actions[0].choices)  # argparse keeps them here
+    assert {"run", "report", "reproduce", "list", "train", "inspect", "ui", "worker"} <= set(commands)
+    for command in ["", *commands]:
+        args = [command, "--help"] if command else ["--help"]
+        out = subprocess.run(
+            [sys.executable, "-m", "search", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert "usage:" in out.stdout
