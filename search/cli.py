@@ -183,27 +183,32 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from search.task.data import load_dataset
+    """One training run from run.json (keys in the README); relative data paths resolve against its folder."""
+    from search.task.data import load_data_config
     from search.task.train import train
 
     path = Path(args.config)
     try:
-        cfg = json.loads(path.read_text())
+        cfg = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise_bad("--config", f"{path}: no such file")
+    except (OSError, UnicodeDecodeError) as e:
+        raise_bad("--config", f"{path}: cannot read ({e})")
     except json.JSONDecodeError as e:
         raise_bad("--config", f"{path}: invalid JSON at line {e.lineno}: {e.msg}")
+    if not isinstance(cfg, dict):
+        raise_bad(f"{path}", f"expected a JSON object with model, train, data; got {type(cfg).__name__}")
     unknown = set(cfg) - {"model", "train", "data"}
     if unknown:
         raise_bad(f"{path}: {sorted(unknown)[0]}", "unknown top-level key; allowed: model, train, data")
     model_cfg, train_cfg, data_cfg = _validate_run_config(cfg, path)
-    data = load_dataset(
-        data_cfg.get("dataset", "synthetic:medium"),
-        n_train=data_cfg.get("n_train", 8000),
-        n_val=data_cfg.get("n_val", 1000),
-        n_test=data_cfg.get("n_test", 1000),
-        seed=data_cfg.get("seed", 0),
-    )
+    data = load_data_config(data_cfg, base_dir=path.parent)
+    if data_cfg.get("hash") and data_cfg["hash"] != data.data_hash:
+        raise_bad(
+            f"{path}: data.hash",
+            f"the dataset now hashes to {data.data_hash[:12]}, the config says {str(data_cfg['hash'])[:12]}",
+        )
+    model_cfg = _model_for_data(model_cfg, cfg.get("model", {}), data, path)
     result = train(model_cfg, train_cfg, data, progress=not args.no_progress)
     out = {
         "val": result.val,
@@ -233,9 +238,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _validate_run_config(cfg: dict[str, Any], path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(ModelConfig, TrainConfig, completed data config) of a run.json; any problem exits 2 naming the key."""
     from focalnet import ModelConfig
+    from search.task.data import DataConfigError, data_config
     from search.task.train import TrainConfig
 
+    for key in ("model", "train", "data"):
+        if not isinstance(cfg.get(key, {}), dict):
+            raise_bad(f"{path}: {key}", f"expected an object, got {type(cfg[key]).__name__}")
     try:
         model_cfg = ModelConfig.from_dict(cfg.get("model", {}))
     except (ValueError, TypeError) as e:
@@ -244,12 +254,32 @@ def _validate_run_config(cfg: dict[str, Any], path: Path) -> tuple[Any, Any, dic
         train_cfg = TrainConfig.from_dict(cfg.get("train", {}))
     except (ValueError, TypeError) as e:
         raise_bad(f"{path}: train", str(e))
-    data_cfg = dict(cfg.get("data", {}))
-    allowed = {"dataset", "n_train", "n_val", "n_test", "seed", "hash"}
-    for k in data_cfg:
-        if k not in allowed:
-            raise_bad(f"{path}: data.{k}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    raw = dict(cfg.get("data", {}))
+    stored_hash = raw.pop("hash", None)  # a trial's stored config carries the hash of the data it used
+    if stored_hash is not None and not isinstance(stored_hash, str):
+        raise_bad(f"{path}: data.hash", f"expected a string, got {stored_hash!r}")
+    try:
+        data_cfg = data_config(raw)
+    except DataConfigError as e:
+        raise_bad(f"{path}: data.{e.key}", e.problem)
+    if stored_hash:
+        data_cfg["hash"] = stored_hash
     return model_cfg, train_cfg, data_cfg
+
+
+def _model_for_data(model_cfg: Any, model_raw: dict[str, Any], data: Any, path: Path) -> Any:
+    """The dataset decides K when run.json leaves model.num_keypoints out; a different K is refused."""
+    import dataclasses
+
+    k = data.num_keypoints
+    if "num_keypoints" not in model_raw:
+        return dataclasses.replace(model_cfg, num_keypoints=k)
+    if model_cfg.num_keypoints != k:
+        raise_bad(
+            f"{path}: model.num_keypoints",
+            f"{model_cfg.num_keypoints}, but the dataset has {k} joints; leave it out to take K from the data",
+        )
+    return model_cfg
 
 
 class BadInput(Exception):

@@ -309,7 +309,7 @@ def inspect_trial(
             f"--trial: trial {trial} ({rec['name']}) has a {backbone} backbone, not FocalNet; "
             "pick a FocalNet trial"
         )
-    data = trial_data(config)
+    data = trial_data(config, base_dir=spec.data.base_dir)
 
     export_dir = Path(out_dir) / study.study_name / f"trial-{rec['number']}"
     progress = sys.stderr.isatty() if progress is None else progress

@@ -55,14 +55,17 @@ def pick_trial(
     return front[knee_point(objective_points(front, names), list(spec.objectives.directions))]
 
 
-def trial_data(config: dict[str, Any]) -> Any:
-    """The dataset a trial was trained on, refusing one whose content hash has changed since."""
-    from search.task.data import load_dataset
+def trial_data(config: dict[str, Any], *, base_dir: str | None = None) -> Any:
+    """The dataset a trial was trained on, refusing one whose content hash has changed since.
+
+    Args:
+        config: the trial's resolved config; its ``data`` table is a data config.
+        base_dir: where relative file paths resolve (the spec file's folder, ``spec.data.base_dir``).
+    """
+    from search.task.data import load_data_config
 
     d = config["data"]
-    data = load_dataset(
-        d["dataset"], n_train=d["n_train"], n_val=d["n_val"], n_test=d["n_test"], seed=d["seed"]
-    )
+    data = load_data_config(d, base_dir=base_dir)
     if d.get("hash") and d["hash"] != data.data_hash:
         raise ReproduceError(
             f"data: dataset {d['dataset']} now hashes to {data.data_hash[:12]}, the trial used {d['hash'][:12]}"
@@ -107,7 +110,7 @@ def reproduce(
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)
     config = rec["config"]
-    data = trial_data(config)
+    data = trial_data(config, base_dir=spec.data.base_dir)
     print(
         f"reproducing trial {rec['number']} ({rec['name']}) of study {study.study_name} with seed {config['train']['seed']}"
     )

@@ -56,6 +56,7 @@ from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public 
     _unknown,
     compute_spec_hash,
 )
+from search.task.data import DataConfigError, data_config
 
 __all__ = [*(n for n in spec_schema.__all__ if n != "compute_spec_hash"), "load_spec", "parse_spec"]
 
@@ -188,22 +189,10 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     baseline = _bool(source, "study.baseline", st.get("baseline", True))
 
     # [data] --------------------------------------------------------------------------------------------
-    dt = raw.get("data", {})
-    dataset = _str(source, "data.dataset", dt.get("dataset", DataSpec.dataset))
-    if not dataset.startswith(DATASET_SCHEMES) or dataset in DATASET_SCHEMES:
-        raise _fail(
-            source,
-            "data.dataset",
-            f"bad dataset URI {dataset!r}",
-            "synthetic:<level>, npz:<path>, coco:<json>@<dir>",
-        )
-    data = DataSpec(
-        dataset=dataset,
-        n_train=_int(source, "data.n_train", dt.get("n_train", DataSpec.n_train), min_value=1),
-        n_val=_int(source, "data.n_val", dt.get("n_val", DataSpec.n_val), min_value=1),
-        n_test=_int(source, "data.n_test", dt.get("n_test", DataSpec.n_test), min_value=1),
-        seed=_int(source, "data.seed", dt.get("seed", DataSpec.seed), min_value=0),
-    )
+    try:  # search.task.data owns the data config's rules (run.json shares them)
+        data = DataSpec(**data_config(raw.get("data", {})), base_dir=str(Path(source).parent))
+    except DataConfigError as e:
+        raise _fail(source, f"data.{e.key}", e.problem) from None
 
     # [train] -------------------------------------------------------------------------------------------
     train = dict(raw.get("train", {}))

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.task.data import DATA_KEYS
+
 __all__ = [
     "ACCURACY_METRICS",
     "DATASET_SCHEMES",
@@ -60,7 +62,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "variants",
         "baseline",
     ),
-    "data": ("dataset", "n_train", "n_val", "n_test", "seed"),
+    "data": DATA_KEYS,
     "objectives": ("accuracy", "minimize"),
     "constraints": ("max_params", "max_latency_ms", "max_flops"),
     "latency": ("device", "batch_size", "threads", "warmup", "repeats"),
@@ -179,16 +181,37 @@ def _jsonable(v: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class DataSpec:
-    """``[data]``: passed to ``search.task.data.load_dataset(dataset, n_train=..., ...)``."""
+    """``[data]``, validated by ``search.task.data.data_config`` and loaded by ``load_data_config``.
+
+    ``dataset`` is cut into splits (``""`` when ``train`` names the train split's own source); ``train``,
+    ``val``, ``test`` are explicit file sources; ``n_*`` = -1 takes all (of the rest, or of its own source).
+    ``base_dir`` (the spec file's folder, where relative file paths resolve) is not part of the spec.
+    """
 
     dataset: str = "synthetic:medium"
     n_train: int = 8000
     n_val: int = 1000
     n_test: int = 1000
     seed: int = 0
+    train: str = ""
+    val: str = ""
+    test: str = ""
+    strict: bool = False
+    normalized: bool = False
+    base_dir: str = field(default=".", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The data config; keys left at their defaults (train/val/test/strict/normalized) are omitted, so
+        specs written before they existed keep their hash."""
+        d: dict[str, Any] = {k: getattr(self, k) for k in ("dataset", "n_train", "n_val", "n_test", "seed")}
+        d.update(
+            {
+                k: getattr(self, k)
+                for k in ("train", "val", "test", "strict", "normalized")
+                if getattr(self, k)
+            }
+        )
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,10 +37,9 @@ __all__ = ["run_study", "run_worker", "open_study", "spec_data", "code_version",
 
 def spec_data(spec: Any) -> Any:
     """The study's dataset (generated once, then read from the cache by every worker)."""
-    from search.task.data import load_dataset
+    from search.task.data import load_data_config
 
-    d = spec.data
-    return load_dataset(d.dataset, n_train=d.n_train, n_val=d.n_val, n_test=d.n_test, seed=d.seed)
+    return load_data_config(spec.data.to_dict(), base_dir=spec.data.base_dir)
 
 
 def cpu_count() -> int:
@@ -336,7 +335,7 @@ def _parent_params(spec: Any, storage_url: str, data: Any) -> dict[str, Any]:
         "study.seed": spec.seed,
         "study.n_trials": spec.n_trials,
         "study.objectives": ",".join(spec.objectives.names),
-        "data.dataset": spec.data.dataset,
+        "data.dataset": spec.data.dataset or f"train={spec.data.train}",
         "data.hash": data.data_hash,
         "data.seed": spec.data.seed,
         "storage": redact_url(storage_url or "journal:mlruns/optuna.journal"),
