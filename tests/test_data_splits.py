@@ -135,6 +135,8 @@ def test_explicit_train_val_test_sources(tmp_path):
         ({"n_train": -1}, "n_train", "-1 needs a file dataset"),
         ({"dataset": "npz:a.npz", "n_train": 0}, "n_train", "every instance left"),
         ({"strict": 1}, "strict", "expected true or false"),
+        ({"strict": True}, "strict", "applies to npz: and coco: files only"),
+        ({"dataset": "coco:a.json@i", "normalized": True}, "normalized", "applies to npz: files only"),
         ({"n_test": "5"}, "n_test", "expected an integer"),
         ({"sead": 1}, "sead", "unknown key"),
         ({"dataset": "coco:"}, "dataset", "bad dataset URI"),
@@ -268,14 +270,40 @@ def test_search_train_bad_data_is_one_line(tmp_path, capsys, data, needle):
     assert not (tmp_path / "out").exists()
 
 
-def test_run_example_json_is_valid():
+def test_run_example_json_and_a_trial_config_are_valid_run_configs():
     from search.cli import _validate_run_config
+    from search.space import resolve_config
 
     path = ROOT / "studies" / "run.example.json"
     cfg = json.loads(path.read_text())
     model, train, data = _validate_run_config(cfg, path)
     assert set(cfg) == {"model", "train", "data"} and data["dataset"].startswith("synthetic:")
     assert train.steps == cfg["train"]["steps"] and model.backbone == cfg["model"]["backbone"]
+    trial = resolve_config(
+        load_spec(ROOT / "studies" / "quick.toml"), {"arch.num_stages": 1, "arch.embed_dim": 8}
+    )
+    trial["data"]["hash"] = "0" * 64  # what the objective stores
+    _, _, data = _validate_run_config(json.loads(json.dumps(trial)), path)
+    assert data["hash"] == "0" * 64 and data["n_train"] == 512
+
+
+def test_readme_documents_every_run_json_key():
+    import dataclasses
+
+    from focalnet import BaselineConfig, FocalNetConfig, ModelConfig
+    from search.task.data import DATA_KEYS
+    from search.task.train import TrainConfig
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### One training run") : readme.index("## The search")]
+    keys = [
+        f.name
+        for c in (ModelConfig, FocalNetConfig, BaselineConfig, TrainConfig)
+        for f in dataclasses.fields(c)
+    ]
+    missing = [k for k in (*keys, "hash") if f"`{k}`" not in section]
+    missing += [k for k in DATA_KEYS if f"`{k}`" not in readme[readme.index("**`[data]` keys**") :]]
+    assert not missing, f"README does not document run.json keys {missing}"
 
 
 def test_search_run_with_a_malformed_coco_file_writes_nothing(tmp_path):

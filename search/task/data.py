@@ -190,6 +190,10 @@ def data_config(d: Mapping[str, Any]) -> dict[str, Any]:
             first,
             "a split source needs a file to cut the other splits from: set data.train or an npz:/coco: data.dataset",
         )
+    for k in ("strict", "normalized"):
+        schemes = ("npz:",) if k == "normalized" else _FILE_SCHEMES
+        if d.get(k) and not any(str(u).startswith(schemes) for u in (dataset, *own.values())):
+            raise DataConfigError(k, f"applies to {' and '.join(schemes)} files only; this data has none")
     out: dict[str, Any] = {"dataset": dataset}
     for s in SPLITS:
         key = f"n_{s}"
