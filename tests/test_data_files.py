@@ -386,6 +386,8 @@ def test_coco_skips_counted_and_strict(tmp_path, capsys):
         (lambda d: d["annotations"][0].update(bbox=[30, 20, 20]), r"id=10 \(#0\): bbox must be"),
         (lambda d: d["annotations"][0].update(image_id=77), r"id=10 \(#0\): image_id 77 is not in 'images'"),
         (lambda d: d["annotations"][0].update(category_id=5), "category_id 5 is not in 'categories'"),
+        (lambda d: d["annotations"][0].update(image_id=[1]), r"image_id \[1\] is not in 'images'"),
+        (lambda d: d.update(images=[{"file_name": "x.png"}]), r"not a COCO keypoints file \(missing 'id'\)"),
         (lambda d: d.pop("annotations"), "not a COCO keypoints file"),
         (lambda d: d["categories"].append(dict(d["categories"][0], id=2)), "2 categories have keypoints"),
         (lambda d: d["categories"][0].update(skeleton=[[0, 1]]), "1-based"),
@@ -421,3 +423,7 @@ def test_coco_malformed_json_and_missing(tmp_path):
         load_dataset(f"coco:{tmp_path}/ann.json", n_train=1, n_val=0, n_test=0)
     with pytest.raises(DataError, match="normalized: COCO keypoints are pixels"):
         load_dataset(_coco(tmp_path), n_train=1, n_val=0, n_test=0, normalized=True)
+    (tmp_path / "images" / "im1.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"ann.json: image id=2: cannot read image .*im1.png") as e:
+        load_dataset(_coco(tmp_path, write_images=False), n_train=1, n_val=0, n_test=0)
+    assert "\n" not in str(e.value)

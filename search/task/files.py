@@ -284,7 +284,7 @@ def load_coco(body: str, img_size: int, query: dict[str, str], *, strict: bool, 
         if a.get("iscrowd"):
             skip("crowd instance", item)
             continue
-        if a.get("image_id") not in images:
+        if not isinstance(a.get("image_id"), int | float | str) or a["image_id"] not in images:
             raise DataError(f"{ann_path}: {item}: image_id {a.get('image_id')!r} is not in 'images'")
         xy, vis = _coco_keypoints(ann_path, item, a.get("keypoints"), names)
         box = a.get("bbox")

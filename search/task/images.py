@@ -53,7 +53,7 @@ def read_image(path: Path, *, what: str) -> tuple[np.ndarray, tuple[int, int], i
             return np.asarray(up.convert("RGB")), stored, orientation
     except DataError:
         raise
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{what}: cannot read image {path} ({e})") from None
 
 
