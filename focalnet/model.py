@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import FocalNetConfig
@@ -126,11 +127,11 @@ class FocalModulation(nn.Module):
         C = x.shape[-1]
         q, ctx, gates = torch.split(self.f(x).permute(0, 3, 1, 2), [C, C, self.focal_level + 1], 1)
 
-        ctx_all = torch.zeros_like(ctx)
-        level_in = ctx
+        ctx_all, level_in = ctx, ctx  # ctx_all is replaced at level 0 (no zeros tensor to add onto)
         for lvl, layer in enumerate(self.focal_layers):
             ctx_l = layer(level_in)
-            ctx_all = ctx_all + ctx_l * gates[:, lvl : lvl + 1]
+            gated = ctx_l * gates[:, lvl : lvl + 1]
+            ctx_all = gated if lvl == 0 else ctx_all + gated
             if not self.independent:
                 level_in = ctx_l  # sequential: the next level sees this level's output
         ctx_global = self.act(level_in.mean((2, 3), keepdim=True))
@@ -138,8 +139,11 @@ class FocalModulation(nn.Module):
         if self.normalize_modulator:
             ctx_all = ctx_all / (self.focal_level + 1)
 
-        modulator = self.h(ctx_all)
-        out = self.ln((q * modulator).permute(0, 2, 3, 1))
+        # h is a 1x1 Conv2d (official name and shape), applied as a Linear on the channels-last
+        # memory the maps already have: a GEMM, cheaper on CPU than the 1x1 convolution.
+        modulator = F.linear(ctx_all.permute(0, 2, 3, 1), self.h.weight.flatten(1), self.h.bias)
+        out = self.ln(q.permute(0, 2, 3, 1) * modulator)
+        modulator = modulator.permute(0, 3, 1, 2)
         return self.proj_drop(self.proj(out)), gates, modulator
 
     def forward(self, x: Tensor) -> Tensor:
