@@ -11,7 +11,14 @@ import optuna
 import pytest
 
 from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
-from search.space import VARIANTS, check_space, fixed_trials, resolve_config, sample_params
+from search.space import (
+    BASELINE_OVERRIDES,
+    VARIANTS,
+    check_space,
+    fixed_trials,
+    resolve_config,
+    sample_params,
+)
 from search.spec import SpecError, StudySpec, load_spec, parse_spec
 from search.task.train import TrainConfig
 
@@ -150,7 +157,7 @@ def test_fixed_trials_and_overrides() -> None:
         ("variant", "T-LRF"),
         ("variant", "deep-thin"),
     ]
-    assert trials[0]["overrides"] == {"model": {"backbone": "baseline"}}
+    assert trials[0]["overrides"] == {"model": BASELINE_OVERRIDES}
     for t in trials:
         config = resolve_config(spec, {}, overrides=t["overrides"])
         assert json.loads(json.dumps(config)) == config
@@ -164,7 +171,7 @@ def test_fixed_trials_and_overrides() -> None:
             assert model.backbone == "baseline"
     assert VARIANTS["T-SRF"]["depths"] == [2, 2, 6, 2] and VARIANTS["deep-thin"]["depths"] == [3, 3, 16, 3]
     assert fixed_trials(parse(MINIMAL + "")) == [
-        {"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}}
+        {"role": "baseline", "name": "baseline", "overrides": {"model": BASELINE_OVERRIDES}}
     ]
 
 
