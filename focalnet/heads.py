@@ -208,8 +208,12 @@ class SimCCHead(_SoftmaxHead):
         self.fc_x = nn.Linear(side * side, bins)
         self.fc_y = nn.Linear(side * side, bins)
         self.register_buffer("centres", cell_centres(bins, img_size), persistent=False)
-        for m in (self.convs, self.fc_x, self.fc_y):
-            _init_(m)
+        # Measured on a blob-finding task (issue 9): with every weight at std 0.02 the product of two
+        # small layers leaves SimCC on the centre for hundreds of steps. PyTorch's default init for the 1x1
+        # convs and near-zero per-axis linears (uniform softmax, the patch centre, at the start) learn.
+        for fc in (self.fc_x, self.fc_y):
+            nn.init.trunc_normal_(fc.weight, std=0.002)
+            nn.init.zeros_(fc.bias)
 
     def decode(self, logits_x: Tensor, logits_y: Tensor) -> Tensor:
         """Expected bin centres of (B, K, bins) per-axis logits (already scaled) -> (B, K, 2)."""
