@@ -10,9 +10,10 @@ Dimension names are dotted paths into the resolved config (``arch.*`` → ``Mode
 * ``arch.mid_depth_ratio`` — multiplies the depth of stage 3 when there are at least 3 stages
   (``depth=2, ratio=3, num_stages=4`` → ``depths = (2, 2, 6, 2)``). Only sampled when it matters.
 
-``head.stage`` counts stages like a Python index (-1 = last). An integer range for it is clipped to the
-sampled backbone's stages (``[-n, n - 1]``), as ``arch.num_stages`` is clipped to the patch size;
-explicit ``choices`` are not clipped, so :func:`check_space` refuses a choice some layout cannot take.
+``head.stage`` counts stages like a Python index (-1 = last). Both bounds of an integer range for it are
+clamped into the sampled backbone's ``[-n, n - 1]`` (``{low = -3, high = -2}`` reads stage 0 of a 2-stage
+and the last of a 1-stage FocalNet), as ``arch.num_stages`` is clipped to the patch size; explicit
+``choices`` are not clamped, so :func:`check_space` refuses a choice some layout cannot take.
 
 ``[model]`` gives the fixed values; a searched dimension wins over them (a searched layout replaces
 ``model.depths``). ``[model] head = {...}`` and ``head.*`` dimensions apply to FocalNet trials and
@@ -153,15 +154,14 @@ def _fixed_num_stages(spec: StudySpec) -> int:
 
 
 def _stage_range(dim: Dimension, n_stages: int) -> tuple[int, int]:
-    """An integer ``head.stage`` range clipped to ``[-n_stages, n_stages - 1]`` (respecting ``step``).
+    """An integer ``head.stage`` range with both bounds clamped into ``[-n_stages, n_stages - 1]``.
 
-    Empty (low > high) when no value of the range fits; :func:`check_space` refuses such a space."""
+    Never empty: ``{low = -3, high = -2}`` on a 1-stage backbone becomes ``[-1, -1]``. (``step`` is
+    kept from the clamped low bound.)"""
     step = dim.step or 1
-    lo = dim.low
-    if lo < -n_stages:
-        lo += -(-(-n_stages - lo) // step) * step  # first value >= -n_stages on the step grid
-    hi = min(dim.top(), n_stages - 1)
-    return lo, lo + (hi - lo) // step * step if hi >= lo else hi
+    lo = min(max(dim.low, -n_stages), n_stages - 1)
+    hi = min(max(dim.top(), -n_stages), n_stages - 1)
+    return lo, lo + (hi - lo) // step * step
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
     Param names are the dotted dimension names. ``arch.patch_size`` is sampled first, then
     ``arch.num_stages`` with its upper bound clipped to ``max_stages(img_size, patch_size)``;
     ``arch.mid_depth_ratio`` is only sampled when there are at least 3 stages; an integer ``head.stage``
-    range is clipped to the sampled number of stages.
+    range is clamped to the sampled number of stages.
     """
     params: dict[str, Any] = {}
     img_size = int(_fixed_value(spec, "img_size"))
@@ -521,15 +521,14 @@ def check_space(spec: StudySpec) -> None:
 
 def _conditional(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
     """A corner as sampling would propose it: no ``arch.mid_depth_ratio`` below 3 stages, and an integer
-    ``head.stage`` clipped to the corner's stages (left as is when nothing fits, so the check fails)."""
+    ``head.stage`` clamped to the corner's stages."""
     n_stages = combo.get("arch.num_stages", _fixed_num_stages(spec))
     if n_stages < 3:
         combo = {k: v for k, v in combo.items() if k != "arch.mid_depth_ratio"}
     dim = spec.space.get("head.stage")
     if "head.stage" in combo and dim is not None and dim.kind == "int":
         lo, hi = _stage_range(dim, n_stages)
-        if lo <= hi:
-            combo = {**combo, "head.stage": min(max(combo["head.stage"], lo), hi)}
+        combo = {**combo, "head.stage": min(max(combo["head.stage"], lo), hi)}
     return combo
 
 

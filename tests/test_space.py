@@ -258,6 +258,22 @@ def test_model_head_table_and_baseline_keeps_its_head() -> None:
     )
 
 
+def test_head_stage_ranges_are_clamped_to_the_layout() -> None:
+    spec = parse(
+        MINIMAL + "[space]\n'arch.num_stages' = { low = 1, high = 4 }\n'head.stage' = { low = 1, high = 2 }\n"
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        resolve_config(spec, params)
+        seen.add((params["arch.num_stages"], params["head.stage"]))
+        study.tell(trial, 0.0)
+    assert {s for n, s in seen if n == 1} == {0} and {s for n, s in seen if n == 2} == {1}
+    assert {s for n, s in seen if n == 4} == {1, 2}
+
+
 def test_head_stage_choices_beyond_a_layout_are_refused() -> None:
     text = (
         MINIMAL + "[space]\n'arch.num_stages' = { low = 2, high = 4 }\n'head.stage' = { choices = [1, 2] }\n"

@@ -195,11 +195,6 @@ BAD = [
     ),
     (
         MINIMAL
-        + "[space]\n'arch.num_stages' = { low = 1, high = 4 }\n'head.stage' = { low = 1, high = 2 }\n",
-        "space.head.stage: the focalnet has 1 stage(s)",
-    ),
-    (
-        MINIMAL
         + "[space]\n'arch.num_stages' = { low = 1, high = 5 }\n'head.kind' = { choices = ['pool', 'heatmap'] }\n",
         "model.head.stage: a heatmap head needs a map of at least 2x2",
     ),
