@@ -77,11 +77,15 @@ class KeypointModel(nn.Module):
             if m:
                 state_dict[prefix + "head.mlp." + key[len(prefix) + 5 :]] = state_dict.pop(key)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def backbone_input(self, x: Tensor) -> Tensor:
+        """What the backbone sees: the normalised images, plus the coordinate channels if any."""
         x = (x - self.mean) / self.std
         if self.coord_channels:
             x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
-        return self.head(self.backbone.forward_stages(x))
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone.forward_stages(self.backbone_input(x)))
 
 
 def build_model(config: ModelConfig | dict[str, Any]) -> KeypointModel:
