@@ -295,7 +295,7 @@ class HeadConfig:
             counts from the last, -1 = last). Every later stage is added to it through a 1x1 conv and
             nearest upsampling (a top-down path), so no backbone parameter is dead and deep context still
             reaches the head; the map's resolution is the stage's.
-        beta: Initial inverse temperature of the heatmap / SimCC softmax.
+        beta: Inverse temperature of the heatmap / SimCC softmax (its initial value if learned), in (0, 1000].
         learn_beta: Learn ``beta`` (as a log) instead of keeping it fixed.
         split_ratio: SimCC bins per pixel (the paper's default is 2.0).
     """
@@ -319,9 +319,9 @@ class HeadConfig:
             raise ValueError(
                 f"stage: must be an integer (negative counts from the last stage), got {self.stage!r}"
             )
-        beta = _check_float("beta", self.beta, 0.0, math.inf, hi_open=True)
+        beta = _check_float("beta", self.beta, 0.0, 1000.0)
         if beta <= 0:
-            raise ValueError(f"beta: must be > 0, got {self.beta!r}")
+            raise ValueError(f"beta: must be a number in (0, 1000], got {self.beta!r}")
         object.__setattr__(self, "beta", beta)
         _check_bool("learn_beta", self.learn_beta)
         object.__setattr__(self, "split_ratio", _check_float("split_ratio", self.split_ratio, 1.0, 16.0))
