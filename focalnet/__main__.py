@@ -1,7 +1,8 @@
 """``python -m focalnet describe [--config file.json] [--embed-dim 64 --depths 3 3 16 3 ...]``.
 
 Flags override the config file; every FocalNetConfig field has a flag (``--patch-size``,
-``--overlapped-embed`` / ``--no-overlapped-embed`` ...). Bad input exits with code 2 and one line.
+``--overlapped-embed`` / ``--no-overlapped-embed`` ...), and the head has ``--head heatmap --head-stage 1
+--head-hidden 128`` and ``--coord-channels``. Bad input exits with code 2 and one line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sys
 from typing import Any, NoReturn
 
-from .config import FocalNetConfig, ModelConfig
+from .config import HEAD_KINDS, FocalNetConfig, ModelConfig
 from .describe import describe
 
 
@@ -58,6 +59,14 @@ def _config(args: argparse.Namespace) -> ModelConfig:
                 value = value[0]
             focal[name] = value
     model["focalnet"] = focal
+    head = dict(model.get("head", {}))
+    for flag, key in (("head_kind", "kind"), ("head_stage", "stage"), ("head_hidden", "hidden")):
+        if hasattr(args, flag):
+            head[key] = getattr(args, flag)
+    if head:
+        model["head"] = head
+    if hasattr(args, "coord_channels"):
+        model["coord_channels"] = args.coord_channels
     return ModelConfig.from_dict(model)
 
 
@@ -67,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("describe", help="per-stage shapes, receptive fields, params and FLOPs")
     p.add_argument("--config", help="JSON file: FocalNetConfig or ModelConfig dict (flags override it)")
     _add_config_flags(p)
+    p.add_argument(
+        "--head", dest="head_kind", choices=HEAD_KINDS, default=argparse.SUPPRESS, help="head kind"
+    )
+    p.add_argument(
+        "--head-stage", type=int, default=argparse.SUPPRESS, help="stage the head reads (-1 = last)"
+    )
+    p.add_argument("--head-hidden", type=int, nargs="*", metavar="N", default=argparse.SUPPRESS)
+    p.add_argument("--coord-channels", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         text = describe(_config(args))

@@ -37,6 +37,15 @@ class BaselinePatchExtractor(nn.Module):
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
 
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Every conv block's output (B, channels[i], H / 2**(i+1), W / 2**(i+1)), first block first."""
+        maps: list[Tensor] = []
+        for i, m in enumerate(self.blocks):
+            x = m(x)
+            if i % 4 == 3:  # each block is conv, norm, relu, pool
+                maps.append(x)
+        return maps
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Feature map (B, channels[-1], H/8, W/8) for three blocks."""
         return self.blocks(x)

@@ -12,10 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FocalNetConfig", "BaselineConfig", "ModelConfig", "max_stages"]
+__all__ = ["FocalNetConfig", "BaselineConfig", "HeadConfig", "ModelConfig", "max_stages"]
 
 CONTEXTS = ("sequential", "independent")
 BACKBONES = ("focalnet", "baseline")
+HEAD_KINDS = ("pool", "flatten", "heatmap", "simcc")
+#: Head kind each backbone gets when ``HeadConfig.kind`` is None: today's designs, unchanged.
+DEFAULT_HEADS = {"focalnet": "pool", "baseline": "flatten"}
 
 
 def max_stages(img_size: int, patch_size: int) -> int:
@@ -269,24 +272,112 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HeadConfig:
+    """The regression head: which backbone map it reads and how it turns it into (B, K, 2) coordinates.
+
+    Kinds (all trained end to end with the same coordinate loss, all output patch units):
+
+    * ``pool`` — global average pool -> MLP (the seed's FocalNet design; keeps little absolute position);
+    * ``flatten`` — the map flattened -> MLP (the team's baseline design);
+    * ``heatmap`` — 1x1 convs -> K heatmaps -> spatial softmax -> expected cell centre (integral
+      regression / soft-argmax, Sun et al. 2018);
+    * ``simcc`` — 1x1 convs -> K maps, each flattened -> two linears giving per-axis logits over
+      ``split_ratio`` bins per pixel -> softmax -> expected bin centre (SimCC, Li et al. 2022, decoded by
+      expectation so it needs no label smoothing or classification loss).
+
+    Args:
+        kind: One of ``pool``, ``flatten``, ``heatmap``, ``simcc``; None = the backbone's default
+            (``pool`` for FocalNet, ``flatten`` for the baseline), resolved by :class:`ModelConfig`.
+        hidden: Hidden widths: MLP layers (pool, flatten) or 1x1 conv channels (heatmap, simcc), each
+            followed by GELU and dropout; empty = one linear layer / 1x1 conv.
+        dropout: Dropout after every hidden layer.
+        stage: Backbone stage whose map the head reads (FocalNet stage or baseline conv block; negative
+            counts from the last, -1 = last). Every later stage is added to it through a 1x1 conv and
+            nearest upsampling (a top-down path), so no backbone parameter is dead and deep context still
+            reaches the head; the map's resolution is the stage's.
+        beta: Inverse temperature of the heatmap / SimCC softmax (its initial value if learned), in (0, 1000].
+        learn_beta: Learn ``beta`` (as a log) instead of keeping it fixed.
+        split_ratio: SimCC bins per pixel (the paper's default is 2.0).
+    """
+
+    kind: str | None = None
+    hidden: tuple[int, ...] = (256,)
+    dropout: float = 0.0
+    stage: int = -1
+    beta: float = 1.0
+    learn_beta: bool = False
+    split_ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in HEAD_KINDS:
+            raise ValueError(f"kind: must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
+        hh = self.hidden
+        if not isinstance(hh, tuple) or not all(_is_int(h) and h >= 1 for h in hh):
+            raise ValueError(f"hidden: must be a list of integers >= 1, got {hh!r}")
+        object.__setattr__(self, "dropout", _check_float("dropout", self.dropout, 0.0, 1.0, hi_open=True))
+        if not _is_int(self.stage):
+            raise ValueError(
+                f"stage: must be an integer (negative counts from the last stage), got {self.stage!r}"
+            )
+        beta = _check_float("beta", self.beta, 0.0, 1000.0)
+        if beta <= 0:
+            raise ValueError(f"beta: must be a number in (0, 1000], got {self.beta!r}")
+        object.__setattr__(self, "beta", beta)
+        _check_bool("learn_beta", self.learn_beta)
+        object.__setattr__(self, "split_ratio", _check_float("split_ratio", self.split_ratio, 1.0, 16.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _listify(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HeadConfig:
+        return _from_flat_dict(cls, d)
+
+
+#: Top-level keys of older stored ModelConfigs, read into ``head`` by :meth:`ModelConfig.from_dict`.
+LEGACY_HEAD_KEYS = {"head_hidden": "hidden", "head_dropout": "dropout"}
+
+
+def _head_from_dict(d: dict[str, Any]) -> HeadConfig:
+    """``d["head"]`` (a HeadConfig or its dict) with the legacy top-level keys of ``d`` folded in."""
+    head = d.get("head", {})
+    if isinstance(head, HeadConfig):
+        head = head.to_dict()
+    if not isinstance(head, dict):
+        raise ValueError(f"head: must be a mapping of HeadConfig fields, got {type(head).__name__}")
+    legacy = {old: new for old, new in LEGACY_HEAD_KEYS.items() if old in d}
+    for old, new in legacy.items():
+        if new in head:
+            raise ValueError(f"{old}: conflicts with head.{new}; give one or the other")
+    try:
+        return HeadConfig.from_dict({**head, **{new: d[old] for old, new in legacy.items()}})
+    except ValueError as e:  # name the field by the key the caller used
+        field_name = str(e).partition(":")[0]
+        old = next((o for o, n in legacy.items() if n == field_name), None)
+        raise ValueError(str(e).replace(field_name, old, 1) if old else f"head.{e}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Whole keypoint model: a backbone plus the dense regression head.
+    """Whole keypoint model: optional coordinate channels, a backbone and the regression head.
 
     Args:
         backbone: ``"focalnet"`` or ``"baseline"``; selects which of the two sub-configs is used.
         num_keypoints: Joints K; the model outputs (B, K, 2).
         focalnet: Backbone config used when ``backbone == "focalnet"``.
         baseline: Backbone config used when ``backbone == "baseline"``.
-        head_hidden: Hidden widths of the MLP head (empty: a single linear layer).
-        head_dropout: Dropout after every hidden layer of the head.
+        head: The head; a ``kind`` of None becomes the backbone's default (FocalNet: ``pool``,
+            baseline: ``flatten``), so the default model is the one the project always had.
+        coord_channels: Append x/y coordinate channels (CoordConv, Liu et al. 2018) to the normalised
+            image before the backbone stem, so position is an input rather than a padding artefact.
     """
 
     backbone: str = "focalnet"
     num_keypoints: int = 16
     focalnet: FocalNetConfig = field(default_factory=FocalNetConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    head_hidden: tuple[int, ...] = (256,)
-    head_dropout: float = 0.0
+    head: HeadConfig = field(default_factory=HeadConfig)
+    coord_channels: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -296,11 +387,24 @@ class ModelConfig:
             raise ValueError(f"focalnet: must be a FocalNetConfig, got {type(self.focalnet).__name__}")
         if not isinstance(self.baseline, BaselineConfig):
             raise ValueError(f"baseline: must be a BaselineConfig, got {type(self.baseline).__name__}")
-        hh = self.head_hidden
-        if not isinstance(hh, tuple) or not all(_is_int(h) and h >= 1 for h in hh):
-            raise ValueError(f"head_hidden: must be a list of integers >= 1, got {hh!r}")
-        hd = _check_float("head_dropout", self.head_dropout, 0.0, 1.0, hi_open=True)
-        object.__setattr__(self, "head_dropout", hd)
+        if not isinstance(self.head, HeadConfig):
+            raise ValueError(f"head: must be a HeadConfig, got {type(self.head).__name__}")
+        _check_bool("coord_channels", self.coord_channels)
+        if self.head.kind is None:
+            object.__setattr__(
+                self, "head", dataclasses.replace(self.head, kind=DEFAULT_HEADS[self.backbone])
+            )
+        shapes = self.stage_shapes
+        n, stage = len(shapes), self.head.stage
+        if not -n <= stage < n:
+            raise ValueError(
+                f"head.stage: the {self.backbone} has {n} stage(s), so stage must be in [{-n}, {n - 1}], got {stage}"
+            )
+        if self.head.kind == "heatmap" and shapes[stage][1] < 2:
+            raise ValueError(
+                f"head.stage: a heatmap head needs a map of at least 2x2, stage {stage} of the {self.backbone} is "
+                f"{shapes[stage][1]}x{shapes[stage][1]}; read an earlier stage"
+            )
 
     @property
     def backbone_config(self) -> FocalNetConfig | BaselineConfig:
@@ -312,7 +416,17 @@ class ModelConfig:
 
     @property
     def in_chans(self) -> int:
+        """Image channels (the coordinate channels are added inside the model)."""
         return self.backbone_config.in_chans
+
+    @property
+    def stage_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(channels, side) of the map each backbone stage hands to the head, first stage first."""
+        if self.backbone == "focalnet":
+            c = self.focalnet
+            return tuple(zip(c.stage_dims, c.stage_resolutions, strict=True))
+        b = self.baseline
+        return tuple((ch, b.img_size // 2 ** (i + 1)) for i, ch in enumerate(b.channels))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -320,15 +434,24 @@ class ModelConfig:
             "num_keypoints": self.num_keypoints,
             "focalnet": self.focalnet.to_dict(),
             "baseline": self.baseline.to_dict(),
-            "head_hidden": list(self.head_hidden),
-            "head_dropout": self.head_dropout,
+            "head": self.head.to_dict(),
+            "coord_channels": self.coord_channels,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a (possibly partial) nested dict; missing keys take their defaults."""
-        _check_keys(cls, d)
-        kw = {k: _tuplify(v) for k, v in d.items() if k not in ("focalnet", "baseline")}
+        """Build from a (possibly partial) nested dict; missing keys take their defaults.
+
+        The top-level ``head_hidden`` / ``head_dropout`` of configs stored before the head had its own
+        config are read as ``head.hidden`` / ``head.dropout``."""
+        _check_keys(
+            cls, {k: v for k, v in d.items() if k not in LEGACY_HEAD_KEYS} if isinstance(d, dict) else d
+        )
+        kw = {
+            k: _tuplify(v)
+            for k, v in d.items()
+            if k not in ("focalnet", "baseline", "head", *LEGACY_HEAD_KEYS)
+        }
         for key, sub in (("focalnet", FocalNetConfig), ("baseline", BaselineConfig)):
             if key in d and not isinstance(d[key], sub):
                 try:
@@ -337,4 +460,5 @@ class ModelConfig:
                     raise ValueError(f"{key}.{e}") from None
             elif key in d:
                 kw[key] = d[key]
+        kw["head"] = _head_from_dict(d)
         return cls(**kw)

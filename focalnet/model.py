@@ -354,6 +354,20 @@ class FocalNet(nn.Module):
             x = layer(x)
         return self.norm(x)
 
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """Every stage's map, channels first: stage i's blocks' output (B, stage_dims[i], r_i, r_i) before
+        its downsample; the last one normalised by ``norm`` (= :meth:`forward_features`)."""
+        x = self.pos_drop(self.patch_embed(x))
+        maps: list[Tensor] = []
+        for layer in self.layers:
+            for blk in layer.blocks:
+                x = blk(x)
+            if layer.downsample is not None:
+                maps.append(x.permute(0, 3, 1, 2))
+                x = layer.downsample(x.permute(0, 3, 1, 2))
+        maps.append(self.norm(x).permute(0, 3, 1, 2))
+        return maps
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Final normalised feature map (B, num_features, H', W') of images (B, in_chans, H, W)."""
         return self._tokens(x).permute(0, 3, 1, 2)

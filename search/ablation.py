@@ -6,10 +6,14 @@ An ablation spec is a study spec with an ``[ablation]`` table (see ``studies/abl
     seeds = 3                                  # n → seeds 0..n-1, or an explicit list
     reference = { contexts = "sequential" }    # optional; default: the first level of each factor
     [ablation.factors]
-    contexts = ["sequential", "independent"]   # FocalNetConfig fields, derived arch names, "train.<field>"
+    contexts = ["sequential", "independent"]   # FocalNetConfig fields, derived arch names, "train.<field>",
+                                               # "head.<HeadConfig field>", "model.coord_channels"
     config = ["tiny", "deep-thin", "baseline"] # special: named whole configurations
     [ablation.configs.tiny]                    # FocalNetConfig overrides (or backbone = "baseline" + its fields)
     embed_dim = 96
+
+The built-in ``baseline`` config is the team's extractor with its own head (flatten, last block): ``[model]
+head`` does not change it, a ``head.*`` factor does (so heads × {baseline, FocalNet} is one grid).
 
 Every cell uses the same data, budget and seed set, so the difference between two cells with the same seed
 is a paired observation. Statistics: per seed, the difference ``level − reference`` is averaged over the
@@ -32,8 +36,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from search.space import resolve_config
-from search.spec_schema import DERIVED_ARCH, MODEL_KEYS, SpecError
+from search.space import BASELINE_OVERRIDES, resolve_config
+from search.spec_schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, SpecError
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -48,7 +52,7 @@ __all__ = [
 ]
 
 #: Named configurations usable as ``config`` levels without defining them (a definition wins).
-BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {"baseline": {"backbone": "baseline"}}
+BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {"baseline": copy.deepcopy(BASELINE_OVERRIDES)}
 _TABLE_KEYS = ("seeds", "reference", "factors", "configs")
 _CONFIG_FACTOR = "config"
 _LIVE_STATES = ("COMPLETE", "WAITING", "RUNNING")
@@ -96,10 +100,12 @@ def cell_name(cell: dict[str, Any], seed: int | None = None) -> str:
 
 
 def _factor_names() -> tuple[list[str], list[str]]:
-    from focalnet import FocalNetConfig
+    """(model factors: FocalNetConfig fields, derived names, ``head.*``, ``model.*``; ``train.*`` factors)."""
+    from focalnet import FocalNetConfig, HeadConfig
     from search.task.train import TrainConfig
 
     arch = [f.name for f in dataclasses.fields(FocalNetConfig)] + list(DERIVED_ARCH)
+    arch += [f"head.{f.name}" for f in dataclasses.fields(HeadConfig)] + [f"model.{k}" for k in MODEL_DIMS]
     train = [f"train.{f.name}" for f in dataclasses.fields(TrainConfig) if f.name != "seed"]
     return arch, train
 
@@ -110,7 +116,7 @@ def _flatten_factors(spec: Any, table: Any) -> dict[str, Any]:
         raise _err(spec, "factors", "needs at least one factor", "ablation.factors.<name> = [level, ...]")
     flat: dict[str, Any] = {}
     for k, v in table.items():
-        if k in ("train", "arch") and isinstance(v, dict):
+        if k in ("train", "arch", "head", "model") and isinstance(v, dict):
             for k2, v2 in v.items():
                 flat[f"{k}.{k2}"] = v2
         else:
@@ -165,7 +171,7 @@ def _parse_seeds(spec: Any, v: Any) -> tuple[int, ...]:
 
 def _config_overrides(configs: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     """A named configuration as ``resolve_config`` model overrides."""
-    cfg = dict(configs[name])
+    cfg = copy.deepcopy(configs[name])  # factors below write into it
     backbone = cfg.pop("backbone", "focalnet")
     top = {k: cfg.pop(k) for k in list(cfg) if k in MODEL_KEYS}
     return {"backbone": backbone, **top, ("baseline" if backbone == "baseline" else "focalnet"): cfg}
@@ -182,6 +188,10 @@ def _cell_overrides(ab: Ablation, cell: dict[str, Any], seed: int) -> dict[str, 
             continue
         if k.startswith("train."):
             train[k.removeprefix("train.")] = copy.deepcopy(v)
+        elif k.startswith("head."):
+            model.setdefault("head", {})[k.removeprefix("head.")] = copy.deepcopy(v)
+        elif k.startswith("model."):
+            model[k.removeprefix("model.")] = copy.deepcopy(v)
         else:
             model.setdefault("focalnet", {})[k] = copy.deepcopy(v)
     train["seed"] = seed
@@ -237,7 +247,10 @@ def parse_ablation(spec: Any) -> Ablation:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise _err(
-                spec, key, f"unknown factor {name!r}{hint}", "FocalNetConfig fields, train.<field>, config"
+                spec,
+                key,
+                f"unknown factor {name!r}{hint}",
+                "FocalNetConfig fields, head.<field>, model.coord_channels, train.<field>, config",
             )
         if not isinstance(levels, list) or not levels:
             raise _err(spec, key, f"needs a non-empty list of levels, got {levels!r}", "[level, level, ...]")

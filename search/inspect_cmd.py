@@ -6,7 +6,7 @@ nearest-upsampled to the patch, one diverging colour scale per stage) and the mo
 (L2 norm over channels) — the paper's visualisation of what focal modulation attends to.
 
 The maps come from ``FocalNet.modulation_maps`` (recomputed on demand under ``torch.no_grad``; nothing is
-stored in ``forward``), on the same ImageNet-normalised input the backbone sees inside
+stored in ``forward``), on the same ImageNet-normalised input (plus coordinate channels, if any) the backbone sees inside
 ``KeypointModel.forward``.
 
 Search trials store only their config, so the model is retrained deterministically with the trial's seed
@@ -80,7 +80,7 @@ def _stage_maps(model: Any, images_u8: np.ndarray, block: int | str) -> list[dic
         with torch.no_grad():
             param = next(model.parameters())
             x = x.to(param.device)
-            maps = backbone.modulation_maps((x - model.mean) / model.std)  # = KeypointModel.forward's input
+            maps = backbone.modulation_maps(model.backbone_input(x))  # = KeypointModel.forward's input
     finally:
         model.train(was_training)
     out = []

@@ -6,6 +6,7 @@ MLflow client) and every trial reuses them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ from typing import Any
 import optuna
 
 from search.costs import constraint_values, measure_costs
-from search.space import resolve_config, sample_params
+from search.space import BASELINE_OVERRIDES, resolve_config, sample_params
 from search.stopping import ParetoASHA
 from search.storage import worker_id
 from search.task.train import TrainingDiverged, train
@@ -55,7 +56,7 @@ class Objective:
     def baseline_latency_ms(self) -> float:
         """Time the baseline with the same protocol in this process: ratios survive machine drift."""
         if self._baseline_ms is None:
-            cfg = resolve_config(self.spec, {}, overrides={"model": {"backbone": "baseline"}})
+            cfg = resolve_config(self.spec, {}, overrides={"model": copy.deepcopy(BASELINE_OVERRIDES)})
             costs = measure_costs(cfg["model"], latency_spec=self.spec.latency, baseline_ms=None)
             self._baseline_ms = costs.latency.median_ms
             self._baseline_costs = dataclasses.replace(

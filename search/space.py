@@ -1,6 +1,7 @@
 """Search space: sample a trial's parameters, resolve them into a complete config, check a space up front.
 
 Dimension names are dotted paths into the resolved config (``arch.*`` → ``ModelConfig.focalnet``,
+``head.*`` → ``ModelConfig.head``, ``model.coord_channels`` → ``ModelConfig.coord_channels``,
 ``train.*`` → ``TrainConfig``). Three ``arch`` names are derived rather than fields; they build ``depths``:
 
 * ``arch.num_stages`` — number of stages (its upper bound is clipped to ``focalnet.max_stages`` of the
@@ -9,8 +10,15 @@ Dimension names are dotted paths into the resolved config (``arch.*`` → ``Mode
 * ``arch.mid_depth_ratio`` — multiplies the depth of stage 3 when there are at least 3 stages
   (``depth=2, ratio=3, num_stages=4`` → ``depths = (2, 2, 6, 2)``). Only sampled when it matters.
 
+``head.stage`` counts stages like a Python index (-1 = last). Both bounds of an integer range for it are
+clamped into the sampled backbone's ``[-n, n - 1]`` (``{low = -3, high = -2}`` reads stage 0 of a 2-stage
+and the last of a 1-stage FocalNet), as ``arch.num_stages`` is clipped to the patch size; explicit
+``choices`` are not clamped, so :func:`check_space` refuses a choice some layout cannot take.
+
 ``[model]`` gives the fixed values; a searched dimension wins over them (a searched layout replaces
-``model.depths``). :func:`resolve_config` writes every field explicitly so a stored config reproduces
+``model.depths``). ``[model] head = {...}`` and ``head.*`` dimensions apply to FocalNet trials and
+ablation cells; the baseline's fixed trial keeps the team's head (flatten, last block), whatever they
+say, so every study compares against the extractor the team runs today. :func:`resolve_config` writes every field explicitly so a stored config reproduces
 without the spec.
 """
 
@@ -22,15 +30,22 @@ import functools
 import itertools
 from typing import Any
 
-from search.spec_schema import DERIVED_ARCH, MODEL_KEYS, Dimension, SpecError, StudySpec
+from search.spec_schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
 
-__all__ = ["VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
+__all__ = ["BASELINE_OVERRIDES", "VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
 
 #: The paper's named FocalNet variants, as FocalNetConfig overrides (enqueued as fixed trials).
 VARIANTS: dict[str, dict[str, Any]] = {
     "T-SRF": {"embed_dim": 96, "depths": [2, 2, 6, 2], "focal_levels": 2, "focal_windows": 3},
     "T-LRF": {"embed_dim": 96, "depths": [2, 2, 6, 2], "focal_levels": 3, "focal_windows": 3},
     "deep-thin": {"embed_dim": 64, "depths": [3, 3, 16, 3], "focal_levels": 2, "focal_windows": 3},
+}
+
+#: The baseline fixed trial: the team's extractor with its own head, whatever ``[model]`` says of heads.
+BASELINE_OVERRIDES: dict[str, Any] = {
+    "backbone": "baseline",
+    "head": {"kind": "flatten", "stage": -1},
+    "coord_channels": False,
 }
 
 #: Above this many corners per patch size, :func:`check_space` tests one dimension at a time instead.
@@ -118,6 +133,15 @@ def _per_stage_tidy(fn: dict[str, Any]) -> None:
             fn[k] = v[0]
 
 
+def _fixed_head(spec: StudySpec) -> dict[str, Any]:
+    """``[model] head`` as a dict, with the old ``head_hidden`` / ``head_dropout`` keys folded in."""
+    head = copy.deepcopy(dict(spec.model.get("head", {})))
+    for old, new in (("head_hidden", "hidden"), ("head_dropout", "dropout")):
+        if old in spec.model:
+            head[new] = copy.deepcopy(spec.model[old])
+    return head
+
+
 def _fixed_value(spec: StudySpec, name: str) -> Any:
     """The ``[model]`` value (or the FocalNetConfig default) of an arch field."""
     from focalnet import FocalNetConfig
@@ -127,6 +151,17 @@ def _fixed_value(spec: StudySpec, name: str) -> Any:
 
 def _fixed_num_stages(spec: StudySpec) -> int:
     return int(spec.model.get("num_stages", len(_base_depths(spec))))
+
+
+def _stage_range(dim: Dimension, n_stages: int) -> tuple[int, int]:
+    """An integer ``head.stage`` range with both bounds clamped into ``[-n_stages, n_stages - 1]``.
+
+    Never empty: ``{low = -3, high = -2}`` on a 1-stage backbone becomes ``[-1, -1]``. (``step`` is
+    kept from the clamped low bound.)"""
+    step = dim.step or 1
+    lo = min(max(dim.low, -n_stages), n_stages - 1)
+    hi = min(max(dim.top(), -n_stages), n_stages - 1)
+    return lo, lo + (hi - lo) // step * step
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -157,7 +192,8 @@ def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
 
     Param names are the dotted dimension names. ``arch.patch_size`` is sampled first, then
     ``arch.num_stages`` with its upper bound clipped to ``max_stages(img_size, patch_size)``;
-    ``arch.mid_depth_ratio`` is only sampled when there are at least 3 stages.
+    ``arch.mid_depth_ratio`` is only sampled when there are at least 3 stages; an integer ``head.stage``
+    range is clamped to the sampled number of stages.
     """
     params: dict[str, Any] = {}
     img_size = int(_fixed_value(spec, "img_size"))
@@ -169,6 +205,9 @@ def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
             n_stages = value
         elif name == "arch.mid_depth_ratio" and n_stages < 3:
             continue
+        elif name == "head.stage" and dim.kind == "int":
+            lo, hi = _stage_range(dim, n_stages)
+            value = trial.suggest_int(name, lo, hi, step=dim.step or 1)
         else:
             value = _suggest(trial, name, dim)
         if name == "arch.patch_size":
@@ -189,14 +228,22 @@ def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) ->
     fn_fields = {f.name for f in dataclasses.fields(FocalNetConfig)}
     fn = copy.deepcopy(_fixed_arch(spec))
     train = copy.deepcopy(spec.train)
+    head = _fixed_head(spec)
+    top = {k: spec.model[k] for k in MODEL_DIMS if k in spec.model}
     for name, value in params.items():
         prefix, _, leaf = name.partition(".")
         if prefix == "arch" and (leaf in fn_fields or leaf in DERIVED_ARCH):
             fn[leaf] = value
         elif prefix == "train":
             train[leaf] = value
+        elif prefix == "head":
+            head[leaf] = value
+        elif prefix == "model" and leaf in MODEL_DIMS:
+            top[leaf] = value
         else:
-            raise ValueError(f"{name}: unknown parameter (expected arch.<field> or train.<field>)")
+            raise ValueError(
+                f"{name}: unknown parameter (expected arch.<field>, head.<field>, model.<field> or train.<field>)"
+            )
     if any(f"arch.{k}" in params for k in DERIVED_ARCH):
         fn.pop("depths", None)  # a searched layout wins over model.depths
     _derive_depths(fn, _base_depths(spec))
@@ -211,8 +258,8 @@ def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) ->
         "num_keypoints": spec.model.get("num_keypoints", model_defaults["num_keypoints"]),
         "focalnet": fn,
         "baseline": baseline,
-        "head_hidden": spec.model.get("head_hidden", model_defaults["head_hidden"]),
-        "head_dropout": spec.model.get("head_dropout", model_defaults["head_dropout"]),
+        "head": head,  # no "kind": ModelConfig resolves it per backbone unless [model] or a dimension sets it
+        **top,
     }
     train.setdefault("seed", spec.seed)
     resolved: dict[str, Any] = {"model": model, "train": train, "data": spec.data.to_dict()}
@@ -282,7 +329,13 @@ def fixed_trials(spec: StudySpec) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     if spec.baseline:
-        out.append({"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}})
+        out.append(
+            {
+                "role": "baseline",
+                "name": "baseline",
+                "overrides": {"model": copy.deepcopy(BASELINE_OVERRIDES)},
+            }
+        )
     for name in spec.variants:
         out.append(
             {
@@ -319,6 +372,11 @@ def _key_for(spec: StudySpec, message: str) -> tuple[str, str]:
         return f"model.{f}", problem
     if parts[0] == "baseline" and len(parts) > 1:
         return f"baseline.{parts[1]}", problem
+    if parts[0] == "head" and len(parts) > 1:
+        f = parts[1]
+        return (f"space.head.{f}" if f"head.{f}" in spec.space else f"model.head.{f}"), problem
+    if parts[0] in MODEL_DIMS and f"model.{parts[0]}" in spec.space:
+        return f"space.model.{parts[0]}", problem
     if parts[0] == "train" and len(parts) > 1:
         f = parts[1]
         return (f"space.train.{f}" if f"train.{f}" in spec.space else f"train.{f}"), problem
@@ -427,8 +485,12 @@ def check_space(spec: StudySpec) -> None:
         except ValueError as e:
             raise SpecError(f"{src}: {key}: {ft['name']!r} is invalid with this spec: {e}", key=key) from None
 
-    # Corners of the architecture space, per patch size.
-    arch_dims = {n: d for n, d in spec.space.items() if n.startswith("arch.") and n != "arch.patch_size"}
+    # Corners of the model space (backbone, head, coordinate channels), per patch size.
+    arch_dims = {
+        n: d
+        for n, d in spec.space.items()
+        if n.startswith(("arch.", "head.", "model.")) and n != "arch.patch_size"
+    }
     for p in patches:
         axes: list[tuple[str, list[Any]]] = []
         for name, dim in arch_dims.items():
@@ -448,7 +510,7 @@ def check_space(spec: StudySpec) -> None:
         else:
             combos = _one_at_a_time(axes)
         for combo in combos:
-            _check_point(spec, {**head, **_conditional(combo)})
+            _check_point(spec, {**head, **_conditional(spec, combo)})
 
     # Train dimensions, one at a time.
     for name, dim in spec.space.items():
@@ -457,10 +519,16 @@ def check_space(spec: StudySpec) -> None:
                 _check_point(spec, {name: v})
 
 
-def _conditional(combo: dict[str, Any]) -> dict[str, Any]:
-    """Drop ``arch.mid_depth_ratio`` where sampling would not propose it (< 3 stages)."""
-    if combo.get("arch.num_stages", 3) < 3:
+def _conditional(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
+    """A corner as sampling would propose it: no ``arch.mid_depth_ratio`` below 3 stages, and an integer
+    ``head.stage`` clamped to the corner's stages."""
+    n_stages = combo.get("arch.num_stages", _fixed_num_stages(spec))
+    if n_stages < 3:
         combo = {k: v for k, v in combo.items() if k != "arch.mid_depth_ratio"}
+    dim = spec.space.get("head.stage")
+    if "head.stage" in combo and dim is not None and dim.kind == "int":
+        lo, hi = _stage_range(dim, n_stages)
+        combo = {**combo, "head.stage": min(max(combo["head.stage"], lo), hi)}
     return combo
 
 

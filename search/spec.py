@@ -34,6 +34,7 @@ from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public 
     DEFAULT_HV_REFERENCE,
     DERIVED_ARCH,
     MINIMIZE_METRICS,
+    MODEL_DIMS,
     MODEL_KEYS,
     SAMPLERS,
     ConstraintSpec,
@@ -143,6 +144,22 @@ def _field_error(source: str, section: str, message: str, kwargs: dict[str, Any]
     return _fail(source, section, message)
 
 
+def _check_head(source: str, model: dict[str, Any]) -> None:
+    """``[model] head = {kind = "heatmap", stage = 1}``: HeadConfig fields, not also given the old way."""
+    from focalnet import HeadConfig
+
+    head = _table(source, "model.head", model["head"])
+    _check_keys(source, "model.head", head, _fields(HeadConfig))
+    if "kind" in head:
+        _str(source, "model.head.kind", head["kind"])
+    for old, new in (("head_hidden", "hidden"), ("head_dropout", "dropout")):
+        if old in model and new in head:
+            raise _fail(source, f"model.{old}", f"conflicts with model.head.{new}; give one or the other")
+    _build(
+        HeadConfig, _check_types(source, "model.head", HeadConfig, head), source=source, section="model.head"
+    )
+
+
 def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> StudySpec:
     """Validate a parsed TOML document. ``check=False`` skips the search-space corner check."""
     from focalnet import BaselineConfig, FocalNetConfig
@@ -218,6 +235,10 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         hd = _float(source, "model.head_dropout", model["head_dropout"], min_value=0.0)
         if hd >= 1.0:
             raise _fail(source, "model.head_dropout", f"must be in [0, 1), got {hd:g}")
+    if "head" in model:
+        _check_head(source, model)
+    if "coord_channels" in model:
+        _bool(source, "model.coord_channels", model["coord_channels"])
     if "num_keypoints" in model:
         _int(source, "model.num_keypoints", model["num_keypoints"], min_value=1)
     # FocalNetConfig validates the values: check_space() builds the resolved fixed config and the corners.
@@ -353,6 +374,8 @@ def _parse_space(
     source: str, table: dict, *, fn_fields: tuple[str, ...], train_fields: tuple[str, ...]
 ) -> dict[str, Dimension]:
     """Flatten ``[space]`` (``arch.x = {...}`` nests in TOML, ``"arch.x" = {...}`` does not)."""
+    from focalnet import HeadConfig
+
     flat: dict[str, Any] = {}
     for k, v in table.items():
         if "." in k:
@@ -361,8 +384,17 @@ def _parse_space(
             for k2, v2 in v.items():
                 flat[f"{k}.{k2}"] = v2
         else:
-            raise _fail(source, f"space.{k}", "dimension names are 'arch.<field>' or 'train.<field>'")
-    allowed = {"arch": (*fn_fields, *DERIVED_ARCH), "train": train_fields}
+            raise _fail(
+                source,
+                f"space.{k}",
+                "dimension names are 'arch.<field>', 'head.<field>', 'model.<field>' or 'train.<field>'",
+            )
+    allowed = {
+        "arch": (*fn_fields, *DERIVED_ARCH),
+        "train": train_fields,
+        "head": _fields(HeadConfig),
+        "model": MODEL_DIMS,
+    }
     out: dict[str, Dimension] = {}
     for name in sorted(flat, key=_dim_order):
         key = f"space.{name}"
@@ -372,12 +404,20 @@ def _parse_space(
                 source,
                 key,
                 f"unknown prefix {prefix!r}",
-                "arch.<FocalNetConfig field>, train.<TrainConfig field>",
+                "arch.<FocalNetConfig field>, head.<HeadConfig field>, model.coord_channels, train.<TrainConfig field>",
             )
         if leaf not in allowed[prefix]:
+            owner = next((p for p in ("arch", "head", "train") if p != prefix and leaf in allowed[p]), None)
+            if owner:  # the right field under the wrong prefix
+                raise SpecError(
+                    f"{source}: unknown key '{key}'; did you mean 'space.{owner}.{leaf}'?", key=key
+                )
             raise _unknown(source, key, allowed[prefix])
-        if name in ("arch.depths", "arch.img_size", "arch.in_chans"):
-            hint = {"arch.depths": "search arch.num_stages / arch.depth / arch.mid_depth_ratio instead"}
+        if name in ("arch.depths", "arch.img_size", "arch.in_chans", "head.hidden"):
+            hint = {
+                "arch.depths": "search arch.num_stages / arch.depth / arch.mid_depth_ratio instead",
+                "head.hidden": "fix it in [model] head = {hidden = [...]}",
+            }
             raise _fail(source, key, f"cannot be searched; {hint.get(name, 'fix it in [model]')}")
         out[name] = _parse_dim(source, key, flat[name])
     return out

@@ -23,6 +23,7 @@ __all__ = [
     "DATASET_SCHEMES",
     "DERIVED_ARCH",
     "MINIMIZE_METRICS",
+    "MODEL_DIMS",
     "MODEL_KEYS",
     "SAMPLERS",
     "ConstraintSpec",
@@ -42,12 +43,15 @@ MINIMIZE_METRICS = ("params", "flops", "latency_ms")
 DATASET_SCHEMES = ("synthetic:", "npz:", "coco:")
 #: Architecture names that are not FocalNetConfig fields; they are turned into ``depths``.
 DERIVED_ARCH = ("num_stages", "depth", "mid_depth_ratio")
-#: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig.
-MODEL_KEYS = ("head_hidden", "head_dropout", "num_keypoints")
+#: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig (``head_hidden``/``head_dropout``:
+#: the pre-``head`` spelling of ``head.hidden``/``head.dropout``, still accepted).
+MODEL_KEYS = ("head", "coord_channels", "head_hidden", "head_dropout", "num_keypoints")
+#: ``model.<name>`` search dimensions: ModelConfig fields that are neither the backbone nor the head.
+MODEL_DIMS = ("coord_channels",)
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_HV_REFERENCE = {"accuracy": 0.0, "params": 1e7, "latency_ms": 100.0, "flops": 1e10}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SPACE_PREFIXES = ("arch", "train")
+_SPACE_PREFIXES = ("arch", "train", "head", "model")
 _DIM_KEYS = ("choices", "low", "high", "log", "step")
 #: Keys of the tables this module validates itself (the order is the documented one).
 _SCHEMA: dict[str, tuple[str, ...]] = {

@@ -100,11 +100,14 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, ParamValue]:
 def flatten_config(resolved_config: Mapping[str, Any]) -> dict[str, ParamValue]:
     """Flatten a resolved trial config into dotted MLflow params.
 
-    ``model.focalnet.*``, ``model.backbone``, ``model.head_*`` and ``model.num_keypoints`` become
-    ``arch.*`` (plus derived ``arch.num_stages`` and ``arch.depth = sum(depths)``); ``train.*`` and
-    ``data.*`` keep their prefix. For the baseline backbone only ``arch.backbone = baseline`` is
-    under ``arch.``; its own fields, head and keypoint count go to ``baseline.*`` so parallel
-    coordinates never show FocalNet defaults for the baseline. Lists are joined as ``2-2-6-2``.
+    ``model.focalnet.*``, ``model.backbone`` and ``model.num_keypoints`` become ``arch.*`` (plus
+    derived ``arch.num_stages`` and ``arch.depth = sum(depths)``); ``model.head.*`` becomes ``head.*``
+    and ``model.coord_channels`` ``model.coord_channels`` for every backbone (the names of their search
+    dimensions, so heads compare across backbones); ``train.*`` and ``data.*`` keep their prefix. For
+    the baseline backbone only ``arch.backbone = baseline`` is under ``arch.``; its own fields and
+    keypoint count go to ``baseline.*`` so parallel coordinates never show FocalNet defaults for the
+    baseline. Lists are joined as ``2-2-6-2``. (Configs stored before ``head`` existed keep their
+    ``arch.head_hidden`` / ``baseline.head_hidden``.)
 
     Args:
         resolved_config: ``{"model": {...}, "train": {...}, "data": {...}}``.
@@ -113,6 +116,10 @@ def flatten_config(resolved_config: Mapping[str, Any]) -> dict[str, ParamValue]:
     model = dict(resolved_config.get("model") or {})
     backbone = str(model.get("backbone", "focalnet"))
     out["arch.backbone"] = backbone
+    if isinstance(model.get("head"), Mapping):
+        _flatten("head", model.pop("head"), out)
+    if "coord_channels" in model:
+        out["model.coord_channels"] = _fmt_value(model.pop("coord_channels"))
     if backbone == "baseline":
         _flatten("baseline", model.get("baseline") or {}, out)
         for key, val in model.items():
@@ -149,12 +156,40 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+#: Head kinds in run names; a head is left out of the name when it is its backbone's default.
+_HEAD_ABBREV = {"pool": "pool", "flatten": "flat", "heatmap": "hm", "simcc": "simcc"}
+_DEFAULT_HEAD = {"focalnet": "pool", "baseline": "flatten"}
+
+
+def _head_part(model: Mapping[str, Any], backbone: str) -> list[str]:
+    """``["hm1"]`` for a heatmap head on stage 1 (``+xy`` with coordinate channels); ``[]`` for the default."""
+    head = model.get("head") if isinstance(model.get("head"), Mapping) else {}
+    kind = head.get("kind") or _DEFAULT_HEAD.get(backbone)
+    stage = head.get("stage", -1)
+    if backbone == "baseline":
+        n = len((model.get("baseline") or {}).get("channels") or (8, 16, 32))
+    else:
+        n = len((model.get("focalnet") or {}).get("depths") or (2, 2, 6, 2))
+    if isinstance(stage, int) and not isinstance(stage, bool) and -n <= stage < n:
+        stage %= n  # non-negative in names: "-" separates parts
+    part = (
+        ""
+        if kind == _DEFAULT_HEAD.get(backbone) and stage == n - 1
+        else f"{_HEAD_ABBREV.get(kind, kind)}{stage}"
+    )
+    if model.get("coord_channels"):
+        part += "+xy"
+    return [part] if part else []
+
+
 def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: str | None = None) -> str:
     """Short CleanRL-style run name telling config and seed.
 
-    ``t007-fn-p4-s3-d32-L2-seq-s0``: trial 7, FocalNet, patch 4, 3 stages, embed dim 32, focal level 2,
-    context mode ``seq``, train seed 0. The baseline is ``t000-baseline-s0``; a ``label`` (variant or
-    cell name) replaces the architecture part: ``t003-<label>-s0``.
+    ``t007-fn-p4-s3-d32-L2-sequ-hm1-s0``: trial 7, FocalNet, patch 4, 3 stages, embed dim 32, focal
+    level 2, context mode ``sequ``, a heatmap head on stage 1 (``simcc2``, ``flat1``, ``pool0``; ``+xy``
+    with coordinate channels; nothing for the backbone's default head on its last stage), train
+    seed 0. The baseline is ``t000-baseline-s0`` (``t000-baseline-hm1-s0`` with another head); a
+    ``label`` (variant or cell name) replaces the architecture part: ``t003-<label>-s0``.
 
     Args:
         trial_number: Optuna trial number.
@@ -167,7 +202,7 @@ def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: st
     if label:
         parts.append(re.sub(r"[^A-Za-z0-9._+-]+", "_", label)[:40])
     elif model.get("backbone", "focalnet") == "baseline":
-        parts.append("baseline")
+        parts += ["baseline", *_head_part(model, "baseline")]
     else:
         fn = model.get("focalnet") or {}
         parts.append("fn")
@@ -185,6 +220,7 @@ def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: st
             if isinstance(fn.get(key), str):
                 parts.append(str(fn[key])[:4])
                 break
+        parts += _head_part(model, "focalnet")
     parts.append(f"s{seed}")
     return "-".join(parts)
 

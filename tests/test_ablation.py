@@ -311,3 +311,32 @@ def test_end_to_end_tiny_grid(tmp_path):
     text, rows = ablation_report(study, spec)
     assert "4/4 trials complete" in text and "contexts=independent vs sequential" in text
     assert next(r for r in rows if r["section"] == "diff" and r["metric"] == "test.pck_0.05")["n"] == 2
+
+
+def test_head_factors_and_the_builtin_baseline():
+    raw = copy.deepcopy(BASE)
+    raw["model"]["head"] = {"kind": "simcc", "stage": 0}
+    raw["ablation"] = {"seeds": 1, "factors": {"config": ["small", "baseline"], "head": {"kind": ["pool", "heatmap"]}},
+                       "configs": {"small": {"embed_dim": 8, "head": {"hidden": [8]}}}}  # fmt: skip
+    spec = parse_spec(raw, source="t.toml")
+    trials = ablation_trials(spec)
+    got = {}
+    for t in trials:
+        m = resolve_config(spec, {}, overrides=t["overrides"])["model"]
+        got[t["name"]] = (m["backbone"], m["head"]["kind"], m["head"]["stage"], m["head"]["hidden"])
+    assert got == {
+        "config=small,head.kind=pool,seed=0": ("focalnet", "pool", 0, [8]),
+        "config=small,head.kind=heatmap,seed=0": ("focalnet", "heatmap", 0, [8]),
+        # the built-in baseline keeps the team's stage (last block); the factor sets its kind
+        "config=baseline,head.kind=pool,seed=0": ("baseline", "pool", -1, [256]),
+        "config=baseline,head.kind=heatmap,seed=0": ("baseline", "heatmap", -1, [256]),
+    }
+    assert parse_ablation(spec).configs["small"] == {
+        "embed_dim": 8,
+        "head": {"hidden": [8]},
+    }  # not written into
+
+
+def test_unknown_head_factor_is_refused():
+    e = spec_error(factors={"head": {"knd": ["pool"]}})
+    assert "unknown factor 'head.knd'" in str(e) and "head.kind" in str(e)

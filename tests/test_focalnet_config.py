@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from focalnet import BaselineConfig, FocalNetConfig, ModelConfig, max_stages
+from focalnet import BaselineConfig, FocalNetConfig, HeadConfig, ModelConfig, max_stages
 
 
 def _json_roundtrip(d):
@@ -36,13 +36,30 @@ def test_model_config_roundtrip_and_partial_dicts():
         num_keypoints=21,
         focalnet=FocalNetConfig(embed_dim=32, depths=(2, 2)),
         baseline=BaselineConfig(channels=(4, 8, 16)),
-        head_hidden=(128, 64),
-        head_dropout=0.1,
+        head=HeadConfig(kind="simcc", hidden=(128, 64), dropout=0.1, stage=1, learn_beta=True),
+        coord_channels=True,
     )
     assert ModelConfig.from_dict(_json_roundtrip(cfg.to_dict())) == cfg
     partial = ModelConfig.from_dict({"backbone": "focalnet", "focalnet": {"embed_dim": 32}})
     assert partial.focalnet == FocalNetConfig(embed_dim=32)
-    assert partial.img_size == 64 and partial.head_hidden == (256,)
+    assert partial.img_size == 64 and partial.head.hidden == (256,) and not partial.coord_channels
+
+
+def test_model_config_default_heads_are_todays():
+    # kind None resolves per backbone, and to_dict writes the resolved kind.
+    assert ModelConfig().head == HeadConfig(kind="pool", hidden=(256,), stage=-1)
+    assert ModelConfig(backbone="baseline").head.kind == "flatten"
+    assert ModelConfig(backbone="baseline").to_dict()["head"]["kind"] == "flatten"
+    assert ModelConfig.from_dict({"head": {"hidden": [32]}}).head == HeadConfig(kind="pool", hidden=(32,))
+
+
+def test_model_config_reads_old_head_keys():
+    old = {"backbone": "baseline", "head_hidden": [128, 64], "head_dropout": 0.1}
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.head == HeadConfig(kind="flatten", hidden=(128, 64), dropout=0.1)
+    assert "head_hidden" not in cfg.to_dict() and ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match=r"^head_hidden: conflicts with head.hidden"):
+        ModelConfig.from_dict({"head_hidden": [8], "head": {"hidden": [8]}})
 
 
 @pytest.mark.parametrize(
@@ -56,6 +73,18 @@ def test_model_config_roundtrip_and_partial_dicts():
         ({"num_keypoints": 0}, "num_keypoints"),
         ({"head_hidden": [0]}, "head_hidden"),
         ({"head_dropout": 1.0}, "head_dropout"),
+        ({"head": {"hidden": [0]}}, "head.hidden"),
+        ({"head": {"kind": "mlp"}}, "head.kind"),
+        ({"head": {"knd": "pool"}}, "head.knd"),
+        ({"head": {"beta": 0}}, "head.beta"),
+        ({"head": {"split_ratio": 0.5}}, "head.split_ratio"),
+        ({"head": {"stage": 1.5}}, "head.stage"),
+        ({"head": {"stage": 4}}, "head.stage"),
+        ({"head": {"stage": -5}}, "head.stage"),
+        ({"backbone": "baseline", "head": {"stage": 3}}, "head.stage"),
+        ({"focalnet": {"depths": [1, 1, 1, 1, 1]}, "head": {"kind": "heatmap"}}, "head.stage"),
+        ({"head": "pool"}, "head"),
+        ({"coord_channels": 1}, "coord_channels"),
     ],
 )
 def test_model_config_errors_name_the_key(d, field):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from focalnet import FocalNetConfig, ModelConfig, describe
+from focalnet import FocalNetConfig, ModelConfig, build_model, count_params, describe
 from focalnet.__main__ import main
 from focalnet.describe import receptive_fields
 
@@ -33,6 +33,31 @@ def test_cli_describe_flags(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "overlapped embed" in out and "depths (1, 1, 2)" in out and "15x15/s8/p4" in out
+
+
+def test_describe_lists_the_head():
+    text = describe(ModelConfig(focalnet=FocalNetConfig(embed_dim=8, depths=(1, 1, 1))))
+    assert "head pool" in text and "stage 2" in text and "global average pool -> MLP (256,)" in text
+    cfg = {"focalnet": {"embed_dim": 8, "depths": [1, 1, 1]}, "head": {"kind": "heatmap", "stage": 0},
+           "coord_channels": True, "num_keypoints": 5}  # fmt: skip
+    text = describe(cfg)
+    row = next(line for line in text.splitlines() if line.startswith("head heatmap"))
+    assert "16" in row and "8->5x2" in row  # reads the 16x16 stage-0 map
+    assert "stages 1-2 top-down" in text and "5 heatmaps -> softmax" in text and "3+2xy->8" in text
+    model = build_model(cfg)
+    assert f"{count_params(model):,} params" in text and f"{count_params(model.head):,}" in row
+    assert "baseline + flatten head (256,)" in text  # the comparison is the team's model
+
+
+def test_cli_describe_head_flags(capsys):
+    assert main(["describe", "--embed-dim", "8", "--depths", "1", "1", "--head", "simcc", "--head-stage", "0",
+                 "--head-hidden", "16", "--coord-channels"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert (
+        "head simcc" in out and "simcc on stage 0" in out and "1x1 convs (16,)" in out and "coordinate" in out
+    )
+    assert main(["describe", "--depths", "1", "1", "--head-stage", "2"]) == 2
+    assert "head.stage" in capsys.readouterr().err
 
 
 def test_cli_describe_config_file(tmp_path, capsys):

@@ -17,6 +17,15 @@ CONFIGS = {
                                                              "use_postln": True, "use_postln_in_modulation": True}},
     "baseline": {"backbone": "baseline", "num_keypoints": 4},
 }  # fmt: skip
+# Every backbone x head kind (tiny; heads on an earlier stage so the top-down path is exported too).
+_TINY_FN = {"embed_dim": 8, "depths": [1, 1, 1], "patch_size": 4, "mlp_ratio": 1.0}
+for _kind in ("pool", "flatten", "heatmap", "simcc"):
+    CONFIGS[f"focalnet_{_kind}"] = {"backbone": "focalnet", "num_keypoints": 3, "focalnet": _TINY_FN,
+                                   "head": {"kind": _kind, "stage": 1, "hidden": [8], "learn_beta": True},
+                                   "coord_channels": _kind in ("heatmap", "simcc")}  # fmt: skip
+    CONFIGS[f"baseline_{_kind}"] = {"backbone": "baseline", "num_keypoints": 3, "baseline": {"channels": [4, 8, 8]},
+                                   "head": {"kind": _kind, "stage": 0, "hidden": [8]},
+                                   "coord_channels": _kind in ("pool", "flatten")}  # fmt: skip
 BATCHES = (1, 3)  # 1: the size torch.export would specialise on; 3: not the example's batch (2)
 
 

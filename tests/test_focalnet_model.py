@@ -235,7 +235,7 @@ def test_keypoint_model_starts_at_centre_and_counts():
     out = model.eval()(torch.rand(4, 3, 64, 64))
     assert out.shape == (4, 7, 2)
     assert (out - 0.5).abs().max() < 0.2
-    assert torch.all(model.head[-1].bias == 0.5)
+    assert torch.all(model.head.mlp[-1].bias == 0.5)
     assert count_flops(model, 64) > count_flops(model.backbone, 64) > 0
     assert model.training is False  # count_flops restores the mode
 

@@ -92,14 +92,19 @@ def test_modulator_figure_writes_png_and_stores_no_state(tmp_path: Path) -> None
         )
 
 
-def test_maps_see_the_normalised_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("coord_channels", [False, True])
+def test_maps_see_the_normalised_input(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, coord_channels
+) -> None:
     """modulation_maps gets exactly what KeypointModel.forward passes to the backbone."""
-    model = build_model(TINY).eval()
+    model = build_model({**TINY, "coord_channels": coord_channels}).eval()
     imgs, kp, vis = _patches(n=2)
     seen: dict[str, torch.Tensor] = {}
-    fwd, maps = type(model.backbone).forward, type(model.backbone).modulation_maps
+    fwd, maps = type(model.backbone).forward_stages, type(model.backbone).modulation_maps
     monkeypatch.setattr(
-        type(model.backbone), "forward", lambda self, x: (seen.__setitem__("fwd", x.clone()), fwd(self, x))[1]
+        type(model.backbone),
+        "forward_stages",
+        lambda self, x: (seen.__setitem__("fwd", x.clone()), fwd(self, x))[1],
     )
     monkeypatch.setattr(
         type(model.backbone),
@@ -109,7 +114,7 @@ def test_maps_see_the_normalised_input(monkeypatch: pytest.MonkeyPatch, tmp_path
     with torch.no_grad():
         model(torch.as_tensor(imgs).float() / 255)
     modulator_figure(model, imgs, kp, vis, [], tmp_path / "m.png", block=0)
-    assert torch.equal(seen["fwd"], seen["maps"])
+    assert torch.equal(seen["fwd"], seen["maps"]) and seen["fwd"].shape[1] == 3 + 2 * coord_channels
 
 
 @pytest.mark.slow

@@ -11,7 +11,14 @@ import optuna
 import pytest
 
 from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
-from search.space import VARIANTS, check_space, fixed_trials, resolve_config, sample_params
+from search.space import (
+    BASELINE_OVERRIDES,
+    VARIANTS,
+    check_space,
+    fixed_trials,
+    resolve_config,
+    sample_params,
+)
 from search.spec import SpecError, StudySpec, load_spec, parse_spec
 from search.task.train import TrainConfig
 
@@ -33,6 +40,10 @@ def _check_config(spec: StudySpec, params: dict, config: dict) -> FocalNetConfig
         prefix, _, leaf = name.partition(".")
         if prefix == "train":
             assert config["train"][leaf] == value
+        elif prefix == "head":
+            assert getattr(model.head, leaf) == value
+        elif prefix == "model":
+            assert getattr(model, leaf) == value
         elif leaf == "num_stages":
             assert fn.num_stages == value
         elif leaf == "depth":
@@ -150,7 +161,7 @@ def test_fixed_trials_and_overrides() -> None:
         ("variant", "T-LRF"),
         ("variant", "deep-thin"),
     ]
-    assert trials[0]["overrides"] == {"model": {"backbone": "baseline"}}
+    assert trials[0]["overrides"] == {"model": BASELINE_OVERRIDES}
     for t in trials:
         config = resolve_config(spec, {}, overrides=t["overrides"])
         assert json.loads(json.dumps(config)) == config
@@ -164,7 +175,7 @@ def test_fixed_trials_and_overrides() -> None:
             assert model.backbone == "baseline"
     assert VARIANTS["T-SRF"]["depths"] == [2, 2, 6, 2] and VARIANTS["deep-thin"]["depths"] == [3, 3, 16, 3]
     assert fixed_trials(parse(MINIMAL + "")) == [
-        {"role": "baseline", "name": "baseline", "overrides": {"model": {"backbone": "baseline"}}}
+        {"role": "baseline", "name": "baseline", "overrides": {"model": BASELINE_OVERRIDES}}
     ]
 
 
@@ -192,3 +203,81 @@ def test_check_space_can_be_called_directly() -> None:
         match=r"space\.arch\.num_stages: low=3 impossible with arch\.patch_size=32 on 64 px \(max 2",
     ):
         check_space(spec)
+
+
+HEAD_SPACE = (
+    MINIMAL
+    + "[model]\nhead_hidden = [32]\n[space]\n'arch.num_stages' = { low = 1, high = 4 }\n"
+    + "'head.kind' = { choices = ['pool', 'flatten', 'heatmap', 'simcc'] }\n"
+    + "'head.stage' = { low = -3, high = -1 }\n'head.beta' = { low = 0.5, high = 4.0, log = true }\n"
+    + "'model.coord_channels' = { choices = [false, true] }\n"
+)
+
+
+def test_head_dimensions_sample_clip_and_resolve() -> None:
+    spec = parse(HEAD_SPACE)
+    assert list(spec.space)[:2] == ["arch.num_stages", "head.beta"]  # stages sampled before head.stage
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        n = params["arch.num_stages"]
+        assert -n <= params["head.stage"] <= -1  # the range is clipped to the sampled stages
+        config = resolve_config(spec, params)
+        _check_config(spec, params, config)
+        head = config["model"]["head"]
+        assert head["kind"] == params["head.kind"] and head["hidden"] == [32]  # [model] head_hidden kept
+        assert config["model"]["coord_channels"] == params["model.coord_channels"]
+        seen.add((params["head.kind"], n + params["head.stage"]))
+        study.tell(trial, 0.0)
+    assert {k for k, _ in seen} == {"pool", "flatten", "heatmap", "simcc"} and len(seen) > 8
+
+
+def test_model_head_table_and_baseline_keeps_its_head() -> None:
+    spec = parse(
+        MINIMAL + "[model]\nhead = { kind = 'heatmap', stage = 1, hidden = [16] }\ncoord_channels = true\n"
+    )
+    fn = resolve_config(spec, {})["model"]
+    assert fn["head"]["kind"] == "heatmap" and fn["head"]["stage"] == 1 and fn["coord_channels"] is True
+    (baseline,) = fixed_trials(spec)
+    bl = resolve_config(spec, {}, overrides=baseline["overrides"])["model"]
+    assert (bl["backbone"], bl["head"]["kind"], bl["head"]["stage"], bl["coord_channels"]) == (
+        "baseline",
+        "flatten",
+        -1,
+        False,
+    )
+    assert bl["head"]["hidden"] == [16]  # the head's width follows [model], as head_hidden always did
+    # Without a head in [model], the resolved kinds are today's: pool for FocalNet, flatten for the baseline.
+    plain = parse(MINIMAL)
+    assert resolve_config(plain, {})["model"]["head"]["kind"] == "pool"
+    assert (
+        resolve_config(plain, {}, overrides=fixed_trials(plain)[0]["overrides"])["model"]["head"]["kind"]
+        == "flatten"
+    )
+
+
+def test_head_stage_ranges_are_clamped_to_the_layout() -> None:
+    spec = parse(
+        MINIMAL + "[space]\n'arch.num_stages' = { low = 1, high = 4 }\n'head.stage' = { low = 1, high = 2 }\n"
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        resolve_config(spec, params)
+        seen.add((params["arch.num_stages"], params["head.stage"]))
+        study.tell(trial, 0.0)
+    assert {s for n, s in seen if n == 1} == {0} and {s for n, s in seen if n == 2} == {1}
+    assert {s for n, s in seen if n == 4} == {1, 2}
+
+
+def test_head_stage_choices_beyond_a_layout_are_refused() -> None:
+    text = (
+        MINIMAL + "[space]\n'arch.num_stages' = { low = 2, high = 4 }\n'head.stage' = { choices = [1, 2] }\n"
+    )
+    with pytest.raises(SpecError, match="space.head.stage: the focalnet has 2 stage"):
+        parse(text)
+    check_space(parse_spec(tomllib.loads(text.replace("low = 2", "low = 3")), source="t.toml", check=False))

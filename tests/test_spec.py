@@ -174,7 +174,30 @@ BAD = [
         "space.arch.embed_dim.choices: must not be empty",
     ),
     (MINIMAL + "[space]\n'arch.embed_dims' = { choices = [8] }\n", "did you mean 'space.arch.embed_dim'?"),
-    (MINIMAL + "[space]\n'model.embed_dim' = { choices = [8] }\n", "space.model.embed_dim: unknown prefix"),
+    (MINIMAL + "[space]\n'model.embed_dim' = { choices = [8] }\n", "did you mean 'space.arch.embed_dim'?"),
+    (MINIMAL + "[space]\n'net.embed_dim' = { choices = [8] }\n", "space.net.embed_dim: unknown prefix"),
+    (MINIMAL + "[space]\n'head.kinds' = { choices = ['pool'] }\n", "did you mean 'space.head.kind'?"),
+    (MINIMAL + "[space]\n'head.hidden' = { choices = [8] }\n", "space.head.hidden: cannot be searched"),
+    (
+        MINIMAL + "[model]\nhead = { kind = 'mlp' }\n",
+        "model.head.kind: must be one of pool, flatten, heatmap, simcc",
+    ),
+    (MINIMAL + "[model]\nhead = { knd = 'pool' }\n", "did you mean 'model.head.kind'?"),
+    (MINIMAL + "[model]\nhead = { stage = 4 }\n", "model.head.stage: the focalnet has 4 stage(s)"),
+    (
+        MINIMAL + "[model]\nhead_hidden = [8]\nhead = { hidden = [8] }\n",
+        "model.head_hidden: conflicts with model.head.hidden",
+    ),
+    (MINIMAL + "[model]\ncoord_channels = 1\n", "model.coord_channels: expected true or false"),
+    (
+        MINIMAL + "[model]\ndepths = [1, 1, 1]\n[space]\n'head.stage' = { choices = [-1, -4] }\n",
+        "space.head.stage: the focalnet has 3 stage(s)",
+    ),
+    (
+        MINIMAL
+        + "[space]\n'arch.num_stages' = { low = 1, high = 5 }\n'head.kind' = { choices = ['pool', 'heatmap'] }\n",
+        "model.head.stage: a heatmap head needs a map of at least 2x2",
+    ),
     (
         MINIMAL + "[space]\n'arch.embed_dim' = { low = 16, high = 8 }\n",
         "space.arch.embed_dim: low=16 > high=8",

@@ -127,6 +127,40 @@ def test_run_name() -> None:
     assert run_name(3, FOCAL_CONFIG, label="wide ctx") == "t003-wide_ctx-s0"
 
 
+def _with_head(config: dict, **model) -> dict:
+    """``config`` as stored today: a ``head`` table instead of the old ``head_hidden``/``head_dropout``."""
+    old = {k: v for k, v in config["model"].items() if not k.startswith("head_")}
+    return {**config, "model": {**old, **model}}
+
+
+def test_run_name_and_params_show_the_head() -> None:
+    hm = _with_head(FOCAL_CONFIG, head={"kind": "heatmap", "stage": 1, "hidden": [64]})
+    assert run_name(7, hm) == "t007-fn-p4-s3-d32-L2-seq-hm1-s0"
+    neg = _with_head(FOCAL_CONFIG, head={"kind": "simcc", "stage": -2}, coord_channels=True)
+    assert run_name(7, neg) == "t007-fn-p4-s3-d32-L2-seq-simcc1+xy-s0"  # stage counted from the first
+    assert run_name(7, _with_head(FOCAL_CONFIG, head={"kind": "pool", "stage": -1})) == run_name(
+        7, FOCAL_CONFIG
+    )
+    assert (
+        run_name(7, _with_head(FOCAL_CONFIG, head={"kind": "pool", "stage": 0}))
+        == "t007-fn-p4-s3-d32-L2-seq-pool0-s0"
+    )
+    bl = _with_head(BASELINE_CONFIG, head={"kind": "flatten", "stage": 2}, coord_channels=False)
+    assert run_name(0, bl) == "t000-baseline-s0"  # the team's head is the default
+    assert (
+        run_name(0, _with_head(BASELINE_CONFIG, head={"kind": "heatmap", "stage": -1}))
+        == "t000-baseline-hm2-s0"
+    )
+    for config in (
+        hm,
+        _with_head(BASELINE_CONFIG, head={"kind": "heatmap", "stage": -1}, coord_channels=True),
+    ):
+        flat = flatten_config({**config, "model": {**config["model"], "coord_channels": True}})
+        assert flat["head.kind"] == "heatmap" and flat["model.coord_channels"] is True
+        assert not any(k.startswith(("arch.head", "baseline.head")) for k in flat)
+    assert flatten_config(hm)["head.hidden"] == "64"
+
+
 # ---- MLflow store ---------------------------------------------------------------------------------
 
 
