@@ -116,6 +116,22 @@ def test_simcc_decode_of_a_one_hot_bin_is_that_bin_centre():
     torch.testing.assert_close(cell_centres(64, 64) * 64, torch.arange(64.0), rtol=0, atol=1e-5)
 
 
+def test_simcc_starts_as_a_separable_soft_argmax():
+    # Its linears start as the column / row means of the joint map: a one-hot map cell decodes to that
+    # cell's bins, i.e. the soft-argmax of the map's marginals.
+    head = SimCCHead(HeadConfig(kind="simcc", hidden=()), ((4, 8),), 1, 64)
+    heat = _heatmap(8, 64, k=1)  # for its cell centres
+    logits = torch.full((1, 1, 8, 8), -1.0)
+    logits[0, 0, 5, 2] = 1.0
+    v = logits.flatten(2)
+    lx, ly = head.fc_x(v), head.fc_y(v)
+    assert lx.argmax().item() // 16 == 2 and ly.argmax().item() // 16 == 5  # 16 bins per cell
+    marginal_x = logits.mean(2)  # (1, 1, 8) column means
+    torch.testing.assert_close(lx, marginal_x.repeat_interleave(16, dim=-1))
+    xy = head.decode(lx * 40, ly * 40)[0, 0]  # sharpened: all mass on the cell's 16 bins, centred on the cell
+    torch.testing.assert_close(xy, heat.centres[[2, 5]], rtol=0, atol=2e-3)
+
+
 def test_learned_beta_is_a_parameter_fixed_beta_is_not():
     learned = build_model(_config("baseline", "heatmap", beta=2.0, learn_beta=True))
     fixed = build_model(_config("baseline", "heatmap", beta=2.0))
