@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def main() -> None:
     p.add_argument("--load", type=int, default=4, help="busy-loop processes in the loaded condition")
     p.add_argument("--models", default="fn,baseline")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--load-max-s", type=float, default=1200, help="deadline of each busy loop")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     rng = random.Random(args.seed)
     arms = [(m, t, passive) for m in args.models.split(",") for t in (1, 2) for passive in (False, True)]
     results: dict[tuple, list[float]] = {}
@@ -87,8 +90,9 @@ def main() -> None:
         for loaded in (False, True):
             busy = []
             if loaded:
-                busy = [
-                    subprocess.Popen([sys.executable, "-c", BUSY.format(s=3600)]) for _ in range(args.load)
+                busy = [  # each ends by itself after --load-max-s even if this script is killed
+                    subprocess.Popen([sys.executable, "-c", BUSY.format(s=args.load_max_s)])
+                    for _ in range(args.load)
                 ]
                 time.sleep(2)  # let the load average notice them
             try:
