@@ -1,12 +1,12 @@
 """How many torch threads a worker uses, and how its OpenMP threads wait.
 
-Measured (README "Threads under load", `bench/bench_threads.py`): with other work on the cores, OpenMP's
-default spin-waiting makes two threads many times slower than one, because a spinning thread burns the
-time slice its sibling needs; passive waiting removes most of that, and one thread per busy core avoids it.
-So every harness process sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (unless the user set it), and
-the default thread count is the cores this process may use, divided among the workers, reduced by the
-load other processes put on the machine. The knob: ``--threads`` on `run`/`worker`, ``FS_THREADS``, or
-``[train] threads`` in the spec; any of these wins over the default.
+Measured (README, "Threads under load"; `bench/bench_threads.py`): with OpenMP's default waiting (spin,
+then sleep), two threads on a busy 2-core machine were 4-13x slower per train step than one, because a
+spinning thread burns the time slice its sibling needs. With ``OMP_WAIT_POLICY=PASSIVE`` two threads were
+as fast as one under extra load (ratio 1.04 and 0.18) and 2.6-4x faster otherwise. So every harness process
+sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (unless the user set it), and the default is every core
+this process may use (CPU affinity / cpuset, not the machine's total), divided among the workers. The knob:
+``--threads`` on `run`/`worker`, ``FS_THREADS``, or ``[train] threads`` in the spec.
 """
 
 from __future__ import annotations
@@ -36,15 +36,16 @@ def choose_threads(*, jobs: int = 1, requested: int = 0) -> tuple[int, str]:
         jobs: worker processes on this machine.
         requested: threads asked for (flag, ``FS_THREADS`` or the spec); 0 = choose.
     """
+    wait = os.environ.get("OMP_WAIT_POLICY", "default").lower()
     if requested > 0:
-        return requested, "as requested; default: free cores / workers"
+        return requested, f"as requested; OpenMP wait policy {wait}"
     cores = available_cores()
-    share = max(1, cores // max(1, jobs))
     try:
-        load = os.getloadavg()[0]
+        load = f", load {os.getloadavg()[0]:.1f}"
     except OSError:
-        load = 0.0
-    free = max(1, int(cores - load + 0.5))  # cores other processes leave idle (1-minute load average)
-    threads = max(1, min(share, free // max(1, jobs) or 1))
-    why = f"{cores} cores, load {load:.1f}; set --threads, FS_THREADS or [train] threads to override"
-    return threads, why
+        load = ""
+    why = (
+        f"{cores} usable cores / {max(1, jobs)} worker(s){load}; OpenMP wait policy {wait}; "
+        "override with --threads, FS_THREADS or [train] threads"
+    )
+    return max(1, cores // max(1, jobs)), why

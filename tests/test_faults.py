@@ -392,3 +392,34 @@ def test_storage_file_must_be_private(tmp_path: Path) -> None:
     assert spec.exists()
     r = cli(["list"], tmp_path, env={"FS_STORAGE_FILE": str(secret)})
     assert r.returncode == 0 and "no studies" in r.stdout and "x.journal" in r.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------
+# threads
+
+
+def test_openmp_waits_passively_unless_told_otherwise(tmp_path: Path) -> None:
+    code = (
+        "import os, sys\n"
+        "from search.cli import main\n"
+        "assert 'torch' not in sys.modules  # OpenMP reads the policy when torch loads\n"
+        "main(['list'])\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": str(ROOT)}
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = env if given is None else {**env, "OMP_WAIT_POLICY": given}
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=run_env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_default_threads_are_usable_cores_per_worker() -> None:
+    from search.threads import choose_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert choose_threads(jobs=1)[0] == cores
+    assert choose_threads(jobs=cores * 2)[0] == 1
+    threads, why = choose_threads(jobs=1, requested=3)
+    assert threads == 3 and "requested" in why

@@ -3,6 +3,7 @@ parent run is KILLED then FINISHED with its report. Trains tiny models (a few mi
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -41,8 +42,6 @@ def test_ctrl_c_on_the_baseline_then_resume(tmp_path: Path) -> None:
     spec["study"].pop("timeout_min", None)
     path = write_spec(tmp_path / f"{name}.toml", spec)
     env = {"PYTHONPATH": str(ROOT), "FOCALNET_SEARCH_CACHE": str(tmp_path / "cache")}
-    import os
-
     out, err = open(tmp_path / "out.log", "w"), open(tmp_path / "err.log", "w")  # noqa: SIM115
     run = subprocess.Popen(
         [sys.executable, "-m", "search", "run", str(path), "--no-progress"],
@@ -72,7 +71,9 @@ def test_ctrl_c_on_the_baseline_then_resume(tmp_path: Path) -> None:
     after = (tmp_path / "err.log").read_bytes()[before:].decode()
     assert rc == 130, after
     assert len(after.strip().splitlines()) == 1 and "interrupted" in after and "Traceback" not in after, after
-    _counters_consistent((tmp_path / "out.log").read_text())
+    first_out = (tmp_path / "out.log").read_text()
+    assert first_out.startswith("threads: "), first_out  # the thread choice, stated in one line at start
+    _counters_consistent(first_out)
 
     study = load_study(tmp_path, name)
     t0 = study.trials[0]
