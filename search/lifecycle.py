@@ -1,8 +1,8 @@
 """Study lifecycle: which workers are alive, the MLflow parent run's status and report, fixed trials that return.
 
 - Every worker (and the `run` process that starts `--jobs` workers) holds a lease in the study's system
-  attrs (`fs:worker:<host>:<pid>`), refreshed in the background. A worker is alive while its process runs
-  (same host) or its lease is fresher than the heartbeat grace period (other hosts).
+  attrs (`fs:worker:<host>:<pid>`), refreshed every heartbeat interval on RDB storages. A worker is alive
+  while its process runs (same host) or its lease is fresher than interval + grace period (other hosts).
 - :class:`ParentRun` opens the study's MLflow parent run (RUNNING) while this process works, stores its id
   on the study, and on the way out refreshes the report (Pareto plots, CSV, hypervolume) and, when no
   other worker is alive, ends the run: FINISHED, KILLED after Ctrl-C, FAILED after a crash.
@@ -134,9 +134,14 @@ class WorkerLease:
                 self._write("running")
 
     def start(self) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
         self._write("running")
-        self._thread = threading.Thread(target=self._loop, name="fs-lease", daemon=True)
-        self._thread.start()
+        # Only workers on other hosts are judged by the lease's age, and those share an RDB storage;
+        # on a journal (one host) the pid decides, so the journal is not written every interval.
+        if is_heartbeat_enabled(self._study._storage):
+            self._thread = threading.Thread(target=self._loop, name="fs-lease", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -125,6 +125,10 @@ def open_study(
             f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}"
         )
     if create:
+        # Fail trials of dead workers first (their retries are queued), so a fixed trial whose last
+        # attempt died with its worker counts as failed and is enqueued again.
+        recover_stale_trials(study)
+        fail_stale_trials(study)
         fixed = ablation_trials(spec) if spec.ablation is not None else fixed_trials(spec)
         requeue_fixed_trials(study, [_fixed_attrs(f) for f in fixed])
     return study
@@ -189,7 +193,6 @@ def run_worker(
     )
     if study.user_attrs.get("data_hash") not in (None, data.data_hash):
         raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
-    recover_stale_trials(study)
     tracker = _tracker(spec, tracking_uri)
     parent = ParentRun(
         study,

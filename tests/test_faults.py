@@ -261,6 +261,35 @@ def test_fixed_trials_added_later_are_requeued_too(tmp_path: Path) -> None:
     assert {k: t.user_attrs[k] for k in verify} == verify and t.user_attrs["attempt"] == 1
 
 
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_fixed_trial_whose_retry_died_comes_back_on_the_next_start(tmp_path: Path) -> None:
+    """A dead worker's baseline is retried once; when the retry dies too, the next start enqueues it again."""
+    import socket
+
+    from search.spec import load_spec
+    from search.study import open_study
+
+    raw = quick_spec()
+    raw["study"]["name"] = "dies"
+    spec = load_spec(write_spec(tmp_path / "dies.toml", raw))
+    url = f"journal:{tmp_path / 'j.journal'}"
+    for attempt in range(3):
+        study = open_study(spec, url, create=True)
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        assert [t.user_attrs["name"] for t in waiting] == ["baseline"], attempt
+        trial = study.ask()  # a worker takes it and dies
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{_dead_pid()}")
+    names = [
+        (t.user_attrs.get("name"), t.user_attrs.get("retry_of"), t.state.name) for t in study.get_trials()
+    ]
+    assert names == [("baseline", None, "FAIL"), ("baseline", 0, "FAIL"), ("baseline", None, "RUNNING")]
+
+
 _RACE = """
 import sys, optuna
 from search.storage import make_storage

@@ -354,7 +354,7 @@ def test_journal_stale_trial_detected_on_next_start(tmp_path: Path, env: dict[st
     finally:
         _stop([w])
     assert load_study(tmp_path, name).trials[trial.number].state.name == "RUNNING"
-    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=env, timeout=240)
+    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=env, timeout=600)  # 2 busy cores: minutes
     assert r.returncode == 0, r.stderr[-3000:]
     study = load_study(tmp_path, name)
     trials = _check_counts(study, n)
