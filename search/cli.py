@@ -48,7 +48,7 @@ def storage_url(args: argparse.Namespace, spec: Any = None) -> str | None:
         p = Path(path)
         try:
             mode = p.stat().st_mode
-            url = p.read_text().strip()
+            url = (p.read_text().strip().splitlines() or [""])[0].strip()
         except OSError as e:
             raise_bad("FS_STORAGE_FILE", f"{path}: {e.strerror}")
         if mode & 0o077:
