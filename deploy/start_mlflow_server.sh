@@ -8,7 +8,9 @@
 #      MLFLOW_ARTIFACTS (artifact directory served by the server; required),
 #      MLFLOW_HOST (default 127.0.0.1 — bind to a cluster-reachable address only behind a firewall or
 #      an authenticating proxy: the server has no authentication), MLFLOW_PORT (default 5000),
-#      MLFLOW_WORKERS (default 2), MLFLOW_PYTHON (default: python next to this checkout's .venv, else python).
+#      MLFLOW_WORKERS (default 2), MLFLOW_PYTHON (default: python next to this checkout's .venv, else python),
+#      MLFLOW_SERVER_ENABLE_JOB_EXECUTION (default false here: MLflow's job runner and its ~7 huey consumer
+#      processes serve GenAI jobs this harness never submits; tracking, UI and artifacts do not need them).
 # Workers then use  --tracking-uri http://MLFLOW_HOST:MLFLOW_PORT
 set -euo pipefail
 : "${MLFLOW_BACKEND_URI:?set MLFLOW_BACKEND_URI}"
@@ -19,6 +21,7 @@ if [ -z "$PY" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"; else PY=python; fi
 fi
 mkdir -p "$MLFLOW_ARTIFACTS"
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 HOST="${MLFLOW_HOST:-127.0.0.1}"
 PORT="${MLFLOW_PORT:-5000}"
 # --serve-artifacts (default) + --artifacts-destination: clients upload artifacts through the server,

@@ -1,13 +1,16 @@
 """`python -m search …` (console script `focalnet-search`).
 
 Bad input of any kind (spec, data, storage, arguments, configs) exits with code 2 and one line naming
-the field and what is allowed.
+the field and what is allowed. Ctrl-C exits 130 after one line. Storage and tracking URLs (which may hold
+a password) can come from the environment (`FS_STORAGE`, `FS_TRACKING_URI`) or a file readable only by
+its owner (`FS_STORAGE_FILE`), so they never appear on a command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,44 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     return (SpecError, StorageError, DataError, ReproduceError)
 
 
+def storage_url(args: argparse.Namespace, spec: Any = None) -> str | None:
+    """--storage, else $FS_STORAGE, else the file named by $FS_STORAGE_FILE (mode 0600), else the spec's."""
+    if args.storage is not None:
+        return args.storage
+    if os.environ.get("FS_STORAGE"):
+        return os.environ["FS_STORAGE"]
+    path = os.environ.get("FS_STORAGE_FILE")
+    if path:
+        p = Path(path)
+        try:
+            mode = p.stat().st_mode
+            url = (p.read_text().strip().splitlines() or [""])[0].strip()
+        except OSError as e:
+            raise_bad("FS_STORAGE_FILE", f"{path}: {e.strerror}")
+        if mode & 0o077:
+            raise_bad(
+                "FS_STORAGE_FILE", f"{path} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+            )
+        return url
+    return spec.storage if spec is not None else None
+
+
+def tracking_uri(args: argparse.Namespace, spec: Any = None) -> str | None:
+    """--tracking-uri, else $FS_TRACKING_URI, else the spec's (None: the default local store)."""
+    return args.tracking_uri or os.environ.get("FS_TRACKING_URI") or (spec.tracking_uri if spec else None)
+
+
+def _threads(args: argparse.Namespace) -> int:
+    raw = args.threads if args.threads is not None else os.environ.get("FS_THREADS") or 0
+    try:
+        threads = int(raw)
+    except ValueError:
+        raise_bad("FS_THREADS", f"must be an integer, got {raw!r}")
+    if threads < 0:
+        raise_bad("--threads", f"must be >= 0 (0 = choose), got {threads}")
+    return threads
+
+
 def _load_spec(path: str) -> Any:
     from search.spec import load_spec
 
@@ -43,6 +84,7 @@ def _load_spec(path: str) -> Any:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from search.inspect_cmd import inspect_study
 
+    args.storage, args.tracking_uri = storage_url(args), tracking_uri(args)
     return inspect_study(args)
 
 
@@ -58,10 +100,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec,
         n_trials=args.n_trials,
         jobs=args.jobs,
-        storage_url=args.storage,
-        tracking_uri=args.tracking_uri,
+        storage_url=storage_url(args, spec),
+        tracking_uri=tracking_uri(args, spec),
         allow_changed_spec=args.allow_changed_spec,
         progress=not args.no_progress,
+        threads=_threads(args),
     )
     if args.report:
         from search.records import report_text
@@ -71,17 +114,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.study import cpu_count, run_worker
+    from search.study import run_worker
+    from search.threads import choose_threads
     from search.tracking import default_tracking_uri
 
     spec = _load_spec(args.spec)
+    threads, _ = choose_threads(requested=_threads(args) or int(spec.train.get("threads") or 0))
     run_worker(
         spec,
-        storage_url=args.storage if args.storage is not None else spec.storage,
-        tracking_uri=args.tracking_uri or spec.tracking_uri or default_tracking_uri(),
+        storage_url=storage_url(args, spec),
+        tracking_uri=tracking_uri(args, spec) or default_tracking_uri(),
         n_trials=args.n_trials if args.n_trials is not None else spec.n_trials,
         timeout_s=args.timeout_s if args.timeout_s is not None else spec.timeout_s,
-        threads=args.threads or cpu_count(),
+        threads=threads,
         progress=not args.no_progress,
         allow_changed_spec=args.allow_changed_spec,
     )
@@ -91,7 +136,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from search.records import report_text
 
-    study, spec = load_stored_study(args.name, args.storage)
+    study, spec = load_stored_study(args.name, storage_url(args))
     if spec.ablation:
         from search.ablation_stats import ablation_report
 
@@ -110,7 +155,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from search.reproduce import reproduce
 
-    study, spec = load_stored_study(args.name, args.storage)
+    study, spec = load_stored_study(args.name, storage_url(args))
     return reproduce(
         study,
         spec,
@@ -118,7 +163,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         pick=args.pick,
         seeds=args.seeds,
         out_dir=args.out,
-        tracking_uri=args.tracking_uri,
+        tracking_uri=tracking_uri(args),
         tolerance=args.tolerance,
         progress=not args.no_progress,
     )
@@ -127,10 +172,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import optuna
 
-    from search.storage import DEFAULT_STORAGE, make_storage
+    from search.storage import DEFAULT_STORAGE, NoStorage, make_storage
+    from search.tracking import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(args.storage or DEFAULT_STORAGE, heartbeat=False)
+    url = storage_url(args) or DEFAULT_STORAGE
+    try:
+        storage = make_storage(url, heartbeat=False, read_only=True)
+    except NoStorage:
+        print(f"no studies in {redact_url(url)}")
+        return 0
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if not summaries:
         print("no studies")
@@ -147,39 +198,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    from search.tracking import default_tracking_uri
+    from search.ui import serve_ui
 
-    from search.tracking import default_tracking_uri, ensure_local_store
-
-    uri = args.tracking_uri or default_tracking_uri()
-    if args.name:
-        _, spec = load_stored_study(args.name, args.storage)
-        uri = args.tracking_uri or spec.tracking_uri or uri
+    uri = tracking_uri(args)
+    if args.name and uri is None:
+        _, spec = load_stored_study(args.name, storage_url(args))
+        uri = spec.tracking_uri
+    uri = uri or default_tracking_uri()
     if uri.startswith(("http://", "https://")):
         print(f"the study logs to a tracking server: open {uri}")
         return 0
-    ensure_local_store(uri)
-    artifacts = str(Path("mlruns/artifacts").resolve())
-    url = f"http://{args.host}:{args.port}"
-    print(f"MLflow UI on {url} (store {uri}); Ctrl-C to stop", flush=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--default-artifact-root",
-        artifacts,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return serve_ui(uri=uri, name=args.name, host=args.host, port=args.port)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -298,12 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--storage",
             default=None,
-            help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…",
+            help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…; "
+            "with a password, prefer $FS_STORAGE or $FS_STORAGE_FILE (a command line is visible in ps)",
         )
         q.add_argument(
             "--tracking-uri",
             default=None,
-            help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db; 'none' = no logging)",
+            help="MLflow tracking URI (default $FS_TRACKING_URI, else sqlite:///mlruns/mlflow.db; 'none' = no logging)",
         )
 
     q = sub.add_parser("run", help="create or continue a study (search or ablation)")
@@ -314,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--allow-changed-spec", action="store_true")
     q.add_argument("--report", action="store_true", help="print the report at the end")
+    q.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (default: free cores / jobs)"
+    )
     q.add_argument("--no-progress", action="store_true")
     storage_flags(q)
     q.set_defaults(func=cmd_run)
@@ -322,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("spec")
     q.add_argument("--n-trials", type=int, default=None)
     q.add_argument("--timeout-s", type=float, default=None)
-    q.add_argument("--threads", type=int, default=0)
+    q.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
     q.add_argument("--allow-changed-spec", action="store_true")
     q.add_argument("--no-progress", action="store_true")
     storage_flags(q)
@@ -374,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from search.faults import StorageOutage
+    from search.threads import passive_openmp
+
+    passive_openmp()  # before anything imports torch
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -382,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except StorageOutage as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except Exception as e:
         if isinstance(e, _bad_input_types()):
             print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

@@ -297,7 +297,8 @@ def inspect_trial(
     """
     from search.records import study_records
     from search.reproduce import ReproduceError, pick_trial, trial_data
-    from search.tracking import StudyTracker, default_tracking_uri
+    from search.tracking import StudyTracker, default_tracking_uri, redact_url
+    from search.tracking_store import store_exists
 
     if n < 1:
         raise ReproduceError(f"--n: must be >= 1, got {n}")
@@ -326,7 +327,9 @@ def inspect_trial(
     )
 
     uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
-    if uri != "none":
+    if uri != "none" and not store_exists(uri):  # never create a tracking store from here
+        print(f"note: no MLflow store at {redact_url(uri)}; nothing logged", file=sys.stderr)
+    elif uri != "none":
         tracker = StudyTracker(tracking_uri=uri, study_name=spec.name)
         run_id = rec.get("mlflow_run_id") or tracker.find_trial_run(rec["number"])
         if run_id:

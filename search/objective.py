@@ -99,6 +99,12 @@ class Objective:
             trial.set_user_attr("mlflow_run_id", run_id)
         try:
             return self._run(trial, config, role, run_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker failed this trial (its heartbeat was lost, e.g. in a storage outage) and
+            # queued its retry: nothing more can be written to it.
+            reason = "failed by another worker (heartbeat lost); retried elsewhere"
+            self._end(run_id, "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason})
+            raise
         except optuna.TrialPruned as e:
             if hasattr(e, "partial_timing"):
                 trial.set_user_attr("timing", e.partial_timing)

@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 from search.pareto import hypervolume_history, pareto_mask
 
 __all__ = [
+    "SURPLUS",
+    "budget_used",
+    "counts_against_budget",
     "study_records",
     "refresh_parent",
     "trial_summary_line",
@@ -27,6 +30,28 @@ __all__ = [
     "objective_points",
     "dominates",
 ]
+
+
+SURPLUS = "surplus"
+
+
+def counts_against_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """COMPLETE, PRUNED, RUNNING, or FAIL from the objective itself (a NaN run) count against `n_trials`.
+
+    Not counted: a FAIL from a dead worker (its retry is queued and runs regardless), a surplus trial, a
+    trial interrupted by Ctrl-C (the budget is for trials that ran), and queued (WAITING) trials.
+    """
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+        return True
+    reason = str(trial.user_attrs.get("fail_reason", "stale"))
+    return trial.state == TrialState.FAIL and not any(w in reason for w in ("stale", "interrupted", SURPLUS))
+
+
+def budget_used(study: Any) -> tuple[int, int]:
+    """(trials that count against the budget, trials waiting in the queue); see `counts_against_budget`."""
+    trials = study.get_trials(deepcopy=False)
+    used = sum(counts_against_budget(t) for t in trials)
+    return used, sum(t.state == TrialState.WAITING for t in trials)
 
 
 def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
@@ -116,9 +141,17 @@ def _fmt(x: Any, nd: int = 3) -> str:
 def trial_summary_line(
     study: optuna.Study, spec: Any, frozen: optuna.trial.FrozenTrial, *, t_start: float, n_trials: int | None
 ) -> str:
-    """One line per finished trial, prefixed with the study's progress (done/total, elapsed, ETA, front, best)."""
+    """One line per finished trial, prefixed with the study's progress (done/total, elapsed, ETA, front, best).
+
+    done = finished trials that count against the budget; total = the budget, or more when queued trials
+    (fixed trials, retries) run beyond it — so done never exceeds total.
+    """
     records = study_records(study, spec)
-    finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in records)
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(counts_against_budget(t) and t.state != TrialState.RUNNING for t in trials)
+    if n_trials:
+        pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+        n_trials = max(n_trials, finished + pending)
     front = sum(r["pareto"] for r in records)
     best = max(
         (r["values"]["accuracy"] for r in records if r["values"] and r["feasible"]), default=float("nan")

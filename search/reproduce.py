@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def reproduce(
     from focalnet.export import export_onnx, export_program
     from search.task.gallery import model_gallery
     from search.task.train import train
-    from search.tracking import StudyTracker, default_tracking_uri, flatten_config
+    from search.tracking import StudyTracker, default_tracking_uri, flatten_config, redact_url
+    from search.tracking_store import store_exists
 
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)
@@ -172,7 +174,9 @@ def reproduce(
     print(f"exported state dict, config, {', '.join(exported)} and gallery to {out}")
 
     uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
-    if uri != "none":
+    if uri != "none" and not store_exists(uri):  # never create a tracking store from here
+        print(f"note: no MLflow store at {redact_url(uri)}; nothing logged", file=sys.stderr)
+    elif uri != "none":
         tracker = StudyTracker(tracking_uri=uri, study_name=spec.name)
         run_id = tracker.start_extra_run(
             run_name=f"reproduce-t{rec['number']:03d}-s{config['train']['seed']}",

@@ -2,7 +2,9 @@
 
 Embedded default: Optuna's journal file (`mlruns/optuna.journal`), safe for several processes on one
 machine (SQLite is not). Scale-out: any SQLAlchemy URL (`postgresql://…`) as `RDBStorage` with heartbeats,
-so a trial whose worker died is failed and retried once by a live worker.
+so a trial whose worker died is failed and retried once by a live worker; its calls are retried through a
+database outage (`search.faults.ResilientStorage`). Read-only commands open storage with `read_only=True`,
+which never creates a file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ __all__ = [
     "check_versions",
     "recover_stale_trials",
     "worker_id",
+    "pid_alive",
+    "load_stored_study",
     "HEARTBEAT_INTERVAL_S",
     "GRACE_PERIOD_S",
 ]
@@ -33,23 +37,33 @@ class StorageError(ValueError):
     """Bad storage URL or an incompatible study in storage (CLI exit code 2)."""
 
 
-def make_storage(url: str, *, heartbeat: bool = True) -> Any:
+class NoStorage(StorageError):
+    """A read-only command found no storage file at the URL (nothing was created)."""
+
+
+def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -> Any:
     """Build an Optuna storage from a URL.
 
     Args:
         url: "" or "journal:PATH" (journal file, default), or an SQLAlchemy URL such as
             "postgresql://user:pw@host/db" or "sqlite:///file.db".
         heartbeat: for RDB storages, enable Optuna's heartbeat and retry-once of stale trials.
+        read_only: for `list`/`report`/…: raise :class:`NoStorage` instead of creating a missing
+            journal or SQLite file.
     """
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    from search.faults import ResilientStorage
 
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         if not path.name:
             raise StorageError(f"storage: journal URL needs a file path, got {url!r}")
+        if read_only and not path.is_file():
+            raise NoStorage(f"storage: no journal file {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         # The open-lock works on every filesystem (NFS included), unlike the symlink lock's assumptions.
         return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
@@ -57,6 +71,8 @@ def make_storage(url: str, *, heartbeat: bool = True) -> Any:
         raise StorageError(
             f"storage: unsupported URL {url!r}; allowed: journal:PATH, postgresql://…, sqlite:///PATH"
         )
+    if read_only and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise NoStorage(f"storage: no SQLite file {url.removeprefix('sqlite:///')}")
     if url.startswith("postgresql://") and not _importable("psycopg") and _importable("psycopg2"):
         url = "postgresql+psycopg2://" + url.removeprefix(
             "postgresql://"
@@ -79,7 +95,8 @@ def make_storage(url: str, *, heartbeat: bool = True) -> Any:
             engine_kwargs = {"pool_pre_ping": True} if url.startswith("postgresql") else {}
             for attempt in range(5):
                 try:
-                    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                    rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                    return ResilientStorage(_CachedStorage(rdb), rdb=rdb)
                 except (
                     Exception
                 ) as e:  # workers starting together on an empty database race to create the schema
@@ -148,7 +165,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` on this host runs (a zombie is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -176,7 +194,7 @@ def recover_stale_trials(study: Any) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get("worker", "")
         h, _, pid = owner.rpartition(":")
-        if h != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if h != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         # The reason goes first: a finished trial's attrs cannot change. A concurrent recoverer (or the
         # trial finishing after all) makes one of these raise: then the trial is not ours to retry.
@@ -188,7 +206,8 @@ def recover_stale_trials(study: Any) -> list[int]:
         if ok:
             failed.append(t.number)
             if t.user_attrs.get("retry_of") is None:  # retry once, like Optuna's RetryFailedTrialCallback
-                attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "name", "fixed_overrides")}
+                keys = t.user_attrs.get("fixed_keys") or ("role", "name", "fixed_overrides", "cell", "seed")
+                attrs = {k: t.user_attrs[k] for k in (*keys, "fixed_keys", "attempt") if k in t.user_attrs}
                 study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
     return failed
 
@@ -198,13 +217,17 @@ def load_stored_study(name: str, storage: str | None) -> tuple[Any, Any]:
     import optuna
 
     from search.spec import parse_spec
+    from search.tracking import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE
+    missing = f"study: no study named {name!r} in {redact_url(url)}; see `python -m search list`"
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False))
+        study = optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False, read_only=True))
+    except NoStorage:
+        raise StorageError(missing) from None
     except KeyError:
-        raise StorageError(f"study: no study named {name!r} in {url}; see `python -m search list`") from None
+        raise StorageError(missing) from None
     raw = study.user_attrs.get("spec_raw")
     spec = (
         parse_spec(raw, source=study.user_attrs.get("spec_source", f"study {name}"), check=False)

@@ -18,8 +18,10 @@ import optuna
 from optuna.trial import TrialState
 
 from search.ablation import ablation_trials
+from search.faults import fail_stale_trials, run_trial
+from search.lifecycle import ParentRun, requeue_fixed_trials
 from search.objective import Objective
-from search.records import refresh_parent, study_records, trial_summary_line
+from search.records import SURPLUS, budget_used, refresh_parent, study_records, trial_summary_line
 from search.space import fixed_trials
 from search.storage import (
     StorageError,
@@ -28,6 +30,8 @@ from search.storage import (
     make_storage,
     recover_stale_trials,
 )
+from search.task.train import TrainingDiverged
+from search.threads import choose_threads
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
 
 REFRESH_EVERY_S = 60.0
@@ -81,7 +85,8 @@ def open_study(
     Args:
         spec: the parsed StudySpec.
         storage_url: Optuna storage URL (see `search.storage.make_storage`).
-        create: create the study and enqueue its fixed trials if it does not exist.
+        create: create the study if it does not exist, and enqueue every fixed trial (baseline, variants,
+            ablation cells) that has no live attempt (`search.lifecycle.requeue_fixed_trials`).
         allow_changed_spec: continue a study whose stored spec hash differs (mixed spaces corrupt comparisons).
         data_hash: recorded on creation.
     """
@@ -108,9 +113,6 @@ def open_study(
             study.set_user_attr("objective_names", list(spec.objectives.names))
             study.set_user_attr("data_hash", data_hash)
             study.set_user_attr("created_at", time.time())
-            for fixed in ablation_trials(spec) if spec.ablation is not None else fixed_trials(spec):
-                study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
-            return study
     check_versions(study)
     stored = study.user_attrs.get("spec_hash")
     if stored and stored != spec.spec_hash and not allow_changed_spec:
@@ -122,6 +124,13 @@ def open_study(
         raise StorageError(
             f"objectives: study {spec.name!r} has directions {[d.name.lower() for d in study.directions]}"
         )
+    if create:
+        # Fail trials of dead workers first (their retries are queued), so a fixed trial whose last
+        # attempt died with its worker counts as failed and is enqueued again.
+        recover_stale_trials(study)
+        fail_stale_trials(study)
+        fixed = ablation_trials(spec) if spec.ablation is not None else fixed_trials(spec)
+        requeue_fixed_trials(study, [_fixed_attrs(f) for f in fixed])
     return study
 
 
@@ -149,27 +158,7 @@ def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def budget_used(study: optuna.Study) -> tuple[int, int]:
-    """(trials that count against the budget, trials waiting in the queue).
-
-    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). Not counted: a
-    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, and a
-    trial interrupted by Ctrl-C (the budget is for trials that ran).
-    """
-    used = waiting = 0
-    for t in study.get_trials(deepcopy=False):
-        reason = str(t.user_attrs.get("fail_reason", "stale"))
-        own_failure = t.state == TrialState.FAIL and not any(
-            w in reason for w in ("stale", "interrupted", _SURPLUS)
-        )
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or own_failure:
-            used += 1
-        elif t.state == TrialState.WAITING:
-            waiting += 1
-    return used, waiting
-
-
-def _tracker(spec: Any, tracking_uri: str, study: optuna.Study) -> StudyTracker | None:
+def _tracker(spec: Any, tracking_uri: str) -> StudyTracker | None:
     if tracking_uri == "none":
         return None
     return StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
@@ -190,6 +179,9 @@ def run_worker(
 ) -> int:
     """One worker: run trials until the study's global budget or the deadline is reached.
 
+    While it works the study's MLflow parent run is RUNNING; the last worker out refreshes its report
+    and ends it (`search.lifecycle.ParentRun`). Ctrl-C marks the running trial and re-raises.
+
     Returns the number of trials this worker ran.
     """
 
@@ -201,41 +193,43 @@ def run_worker(
     )
     if study.user_attrs.get("data_hash") not in (None, data.data_hash):
         raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
-    recover_stale_trials(study)
-    tracker = _tracker(spec, tracking_uri, study)
-    if tracker is not None:
-        parent = study.user_attrs.get("mlflow_parent_run_id")
-        if parent is None:
-            parent = tracker.parent_run_id(
-                spec=spec.to_dict(),
-                params=_parent_params(spec, storage_url, data),
-                tags=_parent_tags(spec, storage_url, data),
-            )
-        _close_dead_runs(study, tracker)
+    tracker = _tracker(spec, tracking_uri)
+    parent = ParentRun(
+        study,
+        spec,
+        tracker,
+        params=_parent_params(spec, storage_url, data),
+        tags=_parent_tags(spec, storage_url, data),
+    )
+    with parent:
+        parent.close_dead_runs()
+        return _trial_loop(study, spec, parent, data=data, n_trials=n_trials, timeout_s=timeout_s,
+                           threads=threads, progress=progress)  # fmt: skip
+
+
+def _trial_loop(
+    study: optuna.Study,
+    spec: Any,
+    parent: ParentRun,
+    *,
+    data: Any,
+    n_trials: int | None,
+    timeout_s: float | None,
+    threads: int,
+    progress: bool,
+) -> int:
+    tracker = parent.tracker
     objective = Objective(spec=spec, data=data, tracker=tracker, threads=threads, progress=progress)
     t_start = time.time()
     deadline = t_start + timeout_s if timeout_s else None
     ran = 0
-
-    last_refresh = [0.0]
-
-    def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        print(trial_summary_line(study, spec, frozen, t_start=t_start, n_trials=n_trials), flush=True)
-        if tracker is not None:
-            _close_dead_runs(
-                study, tracker
-            )  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
-            if (
-                time.time() - last_refresh[0] >= REFRESH_EVERY_S
-            ):  # plots cost seconds: not after every short trial
-                refresh_parent(study, spec, tracker)
-                last_refresh[0] = time.time()
+    last_refresh = 0.0
 
     def guarded(trial: optuna.Trial) -> tuple[float, ...]:
         # Two workers can both see "one trial left" and both start one: the later-numbered is surplus.
         if n_trials is not None and _is_surplus(study, trial, n_trials):
             trial.set_user_attr(
-                "fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers"
+                "fail_reason", f"{SURPLUS}: budget of {n_trials} trials reached by other workers"
             )
             raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
         return objective(trial)
@@ -244,22 +238,40 @@ def run_worker(
         used, waiting = budget_used(study)
         if deadline is not None and time.time() >= deadline:
             break
-        if spec.ablation is not None and not waiting and not _wait_for_running(study, tracker):
+        if spec.ablation is not None and not waiting and not _wait_for_running(study, parent):
             break  # an ablation runs until its grid × seeds is done; n_trials is only a label
         if not waiting and n_trials is not None and used >= n_trials:
             # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
             # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
-            if _wait_for_running(study, tracker):
+            if _wait_for_running(study, parent):
                 continue
             break
-        study.optimize(guarded, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False)
+        outcome = run_trial(study, guarded, quiet=(_Surplus, TrainingDiverged))
         ran += 1
-    if tracker is not None and ran:
-        refresh_parent(study, spec, tracker)
+        if outcome.lost:  # failed elsewhere meanwhile: its MLflow run must not stay RUNNING or FINISHED
+            _end_lost_run(tracker, outcome.frozen)
+            continue
+        print(trial_summary_line(study, spec, outcome.frozen, t_start=t_start, n_trials=n_trials), flush=True)
+        if tracker is not None:
+            parent.keep_open()
+            parent.close_dead_runs()  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
+            if time.time() - last_refresh >= REFRESH_EVERY_S:  # plots cost seconds: not after every trial
+                refresh_parent(study, spec, tracker)
+                last_refresh = time.time()
     return ran
 
 
-_SURPLUS = "surplus"
+def _end_lost_run(tracker: StudyTracker | None, frozen: optuna.trial.FrozenTrial) -> None:
+    run_id = frozen.user_attrs.get("mlflow_run_id")
+    if tracker is None or not run_id:
+        return
+    reason = "failed by another worker (heartbeat lost); retried elsewhere"
+    try:
+        tracker.end_trial_run(
+            run_id, status="KILLED", tags={"fs.optuna_state": "FAIL", "fs.failure_reason": reason}
+        )
+    except Exception as e:  # logging must never stop the worker
+        print(f"warning: could not close MLflow run {run_id}: {e}", file=sys.stderr)
 
 
 class _Surplus(RuntimeError):
@@ -288,7 +300,7 @@ class _Before:
         return [t for t in self._study.get_trials(deepcopy=deepcopy) if t.number < self._number]
 
 
-def _wait_for_running(study: optuna.Study, tracker: StudyTracker | None) -> bool:
+def _wait_for_running(study: optuna.Study, parent: ParentRun) -> bool:
     """After the budget is used: True (after a short wait) while some RUNNING trial may still need a retry.
 
     RDB storage: fail trials whose heartbeat stopped (Optuna's retry callback queues their retry) and
@@ -296,22 +308,17 @@ def _wait_for_running(study: optuna.Study, tracker: StudyTracker | None) -> bool
     wait on live ones on this host (other hosts cannot be checked without a heartbeat).
     """
     import socket
-    import warnings
 
-    from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     from search.storage import HEARTBEAT_INTERVAL_S
 
     heartbeat = is_heartbeat_enabled(study._storage)
     if heartbeat:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
+        fail_stale_trials(study)  # skipped right after an outage: others' heartbeats need time to resume
     else:
         recover_stale_trials(study)
-    if tracker is not None:
-        _close_dead_runs(study, tracker)
+    parent.close_dead_runs()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not heartbeat:
         host = socket.gethostname()
@@ -320,12 +327,6 @@ def _wait_for_running(study: optuna.Study, tracker: StudyTracker | None) -> bool
         return False
     time.sleep(min(1.0, HEARTBEAT_INTERVAL_S / 2) if heartbeat else 1.0)
     return True
-
-
-def _close_dead_runs(study: optuna.Study, tracker: StudyTracker) -> None:
-    """MLflow runs of trials that are no longer RUNNING in Optuna (a killed worker) get closed."""
-    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-    tracker.close_stale_runs(None, states)
 
 
 def _parent_params(spec: Any, storage_url: str, data: Any) -> dict[str, Any]:
@@ -362,11 +363,16 @@ def run_study(
     tracking_uri: str | None = None,
     allow_changed_spec: bool = False,
     progress: bool = True,
+    threads: int = 0,
 ) -> optuna.Study:
     """Create/continue the study and run it with `jobs` local worker processes (1 = in this process).
 
     Everything that can be wrong with the input (spec, data, storage, versions) is checked before
-    anything is written to storage or MLflow.
+    anything is written to storage or MLflow. Ctrl-C marks the running trial(s), prints one line and
+    re-raises `KeyboardInterrupt` (the CLI exits 130).
+
+    Args:
+        threads: torch threads per worker; 0 = `search.threads.choose_threads` (printed in one line).
     """
 
     storage_url = storage_url if storage_url is not None else spec.storage
@@ -378,25 +384,11 @@ def run_study(
     study = open_study(
         spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash
     )
-    if spec.ablation is not None:  # resume: re-queue only the (cell, seed) pairs that are missing
-        from search.ablation import missing_trials
-
-        for fixed in missing_trials(study, spec):
-            study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
-    if tracking_uri != "none":
-        tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
-        parent = tracker.parent_run_id(
-            spec=spec.to_dict(),
-            params=_parent_params(spec, storage_url, data),
-            tags=_parent_tags(spec, storage_url, data),
-        )
-        if study.user_attrs.get("mlflow_parent_run_id") != parent:
-            study.set_user_attr("mlflow_parent_run_id", parent)
-    cores = cpu_count()
+    threads, why = choose_threads(jobs=jobs, requested=threads or int(spec.train.get("threads") or 0))
+    print(f"threads: {threads} per worker x {jobs} worker{'s' if jobs > 1 else ''} ({why})", flush=True)
     t0 = time.time()
     try:
         if jobs <= 1:
-            threads = spec.train.get("threads") or cores
             run_worker(
                 spec,
                 storage_url=storage_url,
@@ -409,31 +401,31 @@ def run_study(
                 allow_changed_spec=allow_changed_spec,
             )
         else:
-            _run_processes(
+            # This process holds a lease too, so the parent run stays open until every worker is done.
+            with ParentRun(
+                study,
                 spec,
-                jobs=jobs,
-                storage_url=storage_url,
-                tracking_uri=tracking_uri,
-                n_trials=n_trials,
-                threads=max(1, cores // jobs),
-                allow_changed_spec=allow_changed_spec,
-                study=study,
-                progress=progress,
-            )
+                _tracker(spec, tracking_uri),
+                params=_parent_params(spec, storage_url, data),
+                tags=_parent_tags(spec, storage_url, data),
+            ):
+                _run_processes(
+                    spec,
+                    jobs=jobs,
+                    storage_url=storage_url,
+                    tracking_uri=tracking_uri,
+                    n_trials=n_trials,
+                    threads=threads,
+                    allow_changed_spec=allow_changed_spec,
+                    study=study,
+                    progress=progress,
+                )
     except KeyboardInterrupt:
         print(
-            "\ninterrupted: the running trial is marked FAIL; re-run the same command to continue",
+            "interrupted: the running trial is marked FAIL; re-run the same command to continue",
             file=sys.stderr,
         )
         raise
-    finally:
-        if tracking_uri != "none":
-            try:
-                tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
-                _close_dead_runs(study, tracker)
-                refresh_parent(study, spec, tracker)
-            except Exception as e:  # the study's results are safe in storage; the report can be redone
-                print(f"warning: could not refresh the MLflow parent run: {e}", file=sys.stderr)
     records = study_records(study, spec)
     done = sum(r["state"] == "COMPLETE" for r in records)
     print(
@@ -455,29 +447,30 @@ def _run_processes(
     study: optuna.Study,
     progress: bool,
 ) -> None:
-    """J worker processes on one machine; a crashed worker does not stop the others."""
-    src = spec.source
-    cmd_base = [
+    """J worker processes on one machine; a crashed worker does not stop the others.
+
+    The storage and tracking URLs reach the workers in their environment (`FS_STORAGE`,
+    `FS_TRACKING_URI`), never on their command line, where every local user could read a password.
+    """
+    cmd = [
         sys.executable,
         "-m",
         "search",
         "worker",
-        src,
-        "--storage",
-        storage_url or "",
-        "--tracking-uri",
-        tracking_uri,
+        str(spec.source),
         "--threads",
         str(threads),
         "--no-progress",
     ]
     if n_trials is not None:
-        cmd_base += ["--n-trials", str(n_trials)]
+        cmd += ["--n-trials", str(n_trials)]
     if spec.timeout_s:
-        cmd_base += ["--timeout-s", str(spec.timeout_s)]
+        cmd += ["--timeout-s", str(spec.timeout_s)]
     if allow_changed_spec:
-        cmd_base += ["--allow-changed-spec"]
-    procs = [subprocess.Popen(cmd_base, start_new_session=True) for _ in range(jobs)]
+        cmd += ["--allow-changed-spec"]
+    env = {**os.environ, "FS_STORAGE": storage_url or "", "FS_TRACKING_URI": tracking_uri}
+    env.pop("FS_STORAGE_FILE", None)
+    procs = [subprocess.Popen(cmd, env=env, start_new_session=True) for _ in range(jobs)]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -508,8 +501,11 @@ def _run_processes(
 
 
 def _update_bar(bar: Any, study: optuna.Study, spec: Any) -> None:
+    from search.records import counts_against_budget
+
     records = study_records(study, spec)
-    finished = [r for r in records if r["state"] in ("COMPLETE", "PRUNED", "FAIL")]
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if counts_against_budget(t) and t.state.name != "RUNNING"]
     front = [r for r in records if r.get("pareto")]
     best = max(
         (

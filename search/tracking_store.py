@@ -31,6 +31,7 @@ __all__ = [
     "default_artifact_location",
     "default_tracking_uri",
     "ensure_local_store",
+    "store_exists",
     "experiment_name",
     "get_or_create_experiment",
     "log_artifact",
@@ -91,6 +92,12 @@ def default_artifact_location(tracking_uri: str, study_name: str | None = None) 
     if study_name:
         root = root / re.sub(r"[^A-Za-z0-9._-]+", "_", study_name)
     return root.as_uri()
+
+
+def store_exists(uri: str) -> bool:
+    """False for a SQLite store whose file does not exist (read-mostly commands must not create one)."""
+    db = _sqlite_path(uri)
+    return db is None or db.expanduser().is_file()
 
 
 def ensure_local_store(uri: str) -> None:

@@ -54,6 +54,26 @@ class Postgres:
     pgdata: Path
 
 
+def postgres_env(pg: Postgres) -> dict[str, str]:
+    """The environment deploy/start_postgres.sh and stop_postgres.sh need for this cluster."""
+    return {
+        **os.environ,
+        "PGDATA": str(pg.pgdata),
+        "PGPORT": str(pg.port),
+        "FS_DB_PASSWORD": pg.password,
+        "FS_DB_USER": "fs_worker",
+        "FS_DB_NAME": "fs_test",
+    }
+
+
+def postgres_ctl(pg: Postgres, action: str) -> None:
+    """Stop (`pg_ctl stop -m fast`) or start the cluster again with the deploy scripts (a real outage)."""
+    script = {"stop": "stop_postgres.sh", "start": "start_postgres.sh"}[action]
+    env = {**postgres_env(pg), "PG_STOP_MODE": "fast"}
+    r = subprocess.run([str(DEPLOY / script)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{script}: {r.stderr[-2000:]}"
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A fresh PostgreSQL cluster on a free loopback port, a role with a password and a database."""

@@ -76,7 +76,8 @@ def test_mlflow_parent_and_children(quick_run: tuple[Path, str]) -> None:
     assert parent.data.tags["fs.code_version"]
     assert sorted(int(c.data.tags["fs.trial_number"]) for c in children) == [0, 1, 2, 3]
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
-    assert all(c.info.status != "RUNNING" for c in runs if c is not parent)
+    assert all(c.info.status != "RUNNING" for c in runs)  # the parent too: the study has ended
+    assert parent.info.status == "FINISHED" and parent.info.end_time
     client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
     for c in children:
         tags, params, metrics = c.data.tags, c.data.params, c.data.metrics
@@ -156,7 +157,8 @@ def test_resume_continues_without_duplicates(quick_run: tuple[Path, str], cache_
     assert all(before[t.number] == t.values for t in trials if t.number in before)
     assert sum(t.user_attrs.get("role") == "baseline" for t in trials) == 1
     runs = mlflow_runs(tmp, "focalnet-quick")
-    assert sum(r.data.tags.get("fs.role") == "parent" for r in runs) == 1
+    parents = [r for r in runs if r.data.tags.get("fs.role") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # re-opened, then closed again
 
 
 def test_changed_spec_is_refused(quick_run: tuple[Path, str], cache_env: dict[str, str]) -> None:
@@ -176,6 +178,8 @@ def test_two_jobs_complete_all_trials(tmp_path: Path, cache_env: dict[str, str])
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2, workers  # both processes took trials
+    parent = next(r for r in mlflow_runs(tmp_path, "jobs2") if r.data.tags.get("fs.role") == "parent")
+    assert parent.info.status == "FINISHED"  # `run` and both workers are gone: the last one closed it
 
 
 def test_diverged_trial_fails_and_study_continues(tmp_path: Path, cache_env: dict[str, str]) -> None:

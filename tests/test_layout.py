@@ -110,3 +110,44 @@ def test_cli_help_for_every_command() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert "usage:" in out.stdout
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level third-party modules imported anywhere in focalnet/, search/, bench/, tests/ → importing dirs."""
+    local = {"focalnet", "search", "conftest", "harness_utils"}
+    out: dict[str, set[str]] = {}
+    for folder in ("focalnet", "search", "bench", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in local:
+                        out.setdefault(top, set()).add(folder)
+    return out
+
+
+def test_every_imported_package_is_declared() -> None:
+    import importlib.metadata as md
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        for req in [*project["dependencies"], *(r for reqs in project["optional-dependencies"].values() for r in reqs)]
+    }  # fmt: skip
+    dists = md.packages_distributions()
+    imports = _third_party_imports()
+    imports.pop("timm", None)  # bench/bench_timm.py installs it into a throw-away folder: never a dependency
+    assert {"torch", "optuna", "scipy"} <= set(imports)
+    missing = {
+        module: sorted(folders)
+        for module, folders in imports.items()
+        if not {d.lower().replace("_", "-") for d in dists.get(module, [module])} & declared
+    }
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -12,11 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import DEPLOY, ROOT, wait_for
+from conftest import DEPLOY, ROOT, postgres_ctl, wait_for
 from harness_utils import cli, load_study, mlflow_runs, quick_spec, write_spec
 
 pytestmark = pytest.mark.slow
@@ -140,6 +141,23 @@ def _assert_no_secret(secret: str, runs, logs: list[Path]) -> None:
         assert secret not in log.read_text(), f"password leaked into {log.name}"
 
 
+def _assert_cmdline_clean(pid: int, secret: str) -> None:
+    def execed() -> bytes | None:  # worker.sh execs python: wait for the worker itself, not the shell
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return cmdline if b"search" in cmdline else None
+
+    cmdline = wait_for(execed, timeout=60, what="the worker's exec")
+    assert secret.encode() not in cmdline, cmdline
+    assert b"worker" in cmdline, cmdline  # it is the worker itself, not a shell on the way
+
+
+def _assert_parent_finished_with_report(client, parent) -> None:
+    run = client.get_run(parent.info.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time, run.info
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/pareto.csv", "report/pareto_accuracy_vs_params.png", "report/hypervolume.json"} <= report
+
+
 def test_two_workers_postgres_one_parent_on_tracking_server(
     tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]
 ) -> None:
@@ -148,6 +166,8 @@ def test_two_workers_postgres_one_parent_on_tracking_server(
     spec = _spec(tmp_path, "scale-two", n_trials=n, steps=60)
     procs = [_start_worker(tmp_path, spec, postgres.url, mlflow_server, env, f"w{i}") for i in range(2)]
     try:
+        for p in procs:  # the URL reaches the worker by environment: `ps` shows no password
+            _assert_cmdline_clean(p.pid, postgres.password)
         rcs = _wait_exit(procs, timeout=240)
     finally:
         _stop(procs)
@@ -170,6 +190,7 @@ def test_two_workers_postgres_one_parent_on_tracking_server(
     assert "***" in parent.data.params["storage"] and "fs_worker" in parent.data.params["storage"]
     arts = [a.path for a in client.list_artifacts(parent.info.run_id)]
     assert "spec.json" in arts, f"artifacts go through the server's artifact root: {arts}"
+    _assert_parent_finished_with_report(client, parent)
     _assert_no_secret(postgres.password, runs, logs)
 
 
@@ -333,7 +354,7 @@ def test_journal_stale_trial_detected_on_next_start(tmp_path: Path, env: dict[st
     finally:
         _stop([w])
     assert load_study(tmp_path, name).trials[trial.number].state.name == "RUNNING"
-    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=env, timeout=240)
+    r = cli(["run", str(spec), "--no-progress"], tmp_path, env=env, timeout=600)  # 2 busy cores: minutes
     assert r.returncode == 0, r.stderr[-3000:]
     study = load_study(tmp_path, name)
     trials = _check_counts(study, n)
@@ -344,3 +365,70 @@ def test_journal_stale_trial_detected_on_next_start(tmp_path: Path, env: dict[st
         "FAILED",
         "KILLED",
     )
+
+
+def test_postgres_restart_under_two_running_workers(
+    tmp_path: Path, postgres, mlflow_server: str, env: dict[str, str]
+) -> None:
+    """`run --jobs 2` on PostgreSQL (URL by environment); the server is stopped (`pg_ctl stop -m fast`) and
+    started again while both workers train: nothing lost, no worker crashes, the parent run ends FINISHED."""
+    n = 6
+    name = "scale-outage"
+    spec = _spec(tmp_path, name, n_trials=n, steps=300)
+    run_env = {**os.environ, "PYTHONPATH": str(ROOT), **env, "FS_STORAGE": postgres.url,
+               "FS_TRACKING_URI": mlflow_server}  # fmt: skip
+    storage = _rdb(postgres.url)
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "search", "run", str(spec), "--jobs", "2", "--no-progress"],
+            cwd=tmp_path,
+            env=run_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        workers = []
+        try:
+
+            def both_training():
+                try:
+                    study = optuna.load_study(study_name=name, storage=storage)
+                except KeyError:
+                    return None
+                running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                owners = {t.user_attrs["worker"] for t in running if "mlflow_run_id" in t.user_attrs}
+                return owners if len(owners) == 2 else None
+
+            owners = wait_for(both_training, timeout=300, what="both workers training")
+            workers = [int(o.rpartition(":")[2]) for o in owners]
+            for pid in workers:  # `run --jobs` passes the URL by environment too
+                _assert_cmdline_clean(pid, postgres.password)
+            postgres_ctl(postgres, "stop")
+            try:
+                wait_for(lambda: log_path.read_text().count("storage: unreachable") >= 2, timeout=60,
+                         what="the workers to notice the outage")  # fmt: skip
+                time.sleep(4)  # the outage itself: longer than the 3 s heartbeat grace period
+            finally:
+                postgres_ctl(postgres, "start")
+            wait_for(lambda: run.poll() is not None, timeout=600, what="the study to finish")
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=30)
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+    text = log_path.read_text()
+    assert run.returncode == 0, text[-3000:]
+    assert "Traceback" not in text and "exited with errors" not in text, text[-3000:]
+    assert "storage: reachable again" in text
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = _check_counts(study, n)
+    for t in trials:  # a FAIL is a surplus start or a trial failed while its heartbeat was lost, retried
+        if t.state.name == "FAIL" and "surplus" not in str(t.user_attrs.get("fail_reason")):
+            retry = [r for r in trials if r.system_attrs.get("failed_trial") == t.number]
+            assert [r.state.name for r in retry] == ["COMPLETE"], (t.number, t.user_attrs.get("fail_reason"))
+    client, runs, parents, children = _mlflow_children(mlflow_server, name)
+    assert len(parents) == 1 and not [c for c in children if c.info.status == "RUNNING"]
+    _assert_parent_finished_with_report(client, parents[0])
+    _assert_no_secret(postgres.password, runs, [log_path])
