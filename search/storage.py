@@ -188,7 +188,8 @@ def recover_stale_trials(study: Any) -> list[int]:
         if ok:
             failed.append(t.number)
             if t.user_attrs.get("retry_of") is None:  # retry once, like Optuna's RetryFailedTrialCallback
-                attrs = {k: v for k, v in t.user_attrs.items() if k in ("role", "name", "fixed_overrides")}
+                keep = ("role", "name", "fixed_overrides", "cell", "seed", "verifies")
+                attrs = {k: v for k, v in t.user_attrs.items() if k in keep}
                 study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
     return failed
 

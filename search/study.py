@@ -28,7 +28,9 @@ from search.storage import (
     make_storage,
     recover_stale_trials,
 )
+from search.task.plateau import constant_metrics
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
+from search.verify import VERIFY_ROLE, missing_verify_trials
 
 REFRESH_EVERY_S = 60.0
 
@@ -127,7 +129,7 @@ def open_study(
 
 def _fixed_attrs(fixed: dict[str, Any]) -> dict[str, Any]:
     attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
-    return attrs | {k: fixed[k] for k in ("cell", "seed") if k in fixed}
+    return attrs | {k: fixed[k] for k in ("cell", "seed", "verifies") if k in fixed}
 
 
 def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
@@ -153,11 +155,16 @@ def budget_used(study: optuna.Study) -> tuple[int, int]:
     """(trials that count against the budget, trials waiting in the queue).
 
     Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). Not counted: a
-    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, and a
-    trial interrupted by Ctrl-C (the budget is for trials that ran).
+    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, a
+    trial interrupted by Ctrl-C (the budget is for trials that ran), and the seed check's trials (role
+    ``verify``: they re-measure the search's results, they are not part of its budget). Waiting trials
+    of every role are counted in the second number.
     """
     used = waiting = 0
     for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("role") == VERIFY_ROLE:
+            waiting += t.state == TrialState.WAITING
+            continue
         reason = str(t.user_attrs.get("fail_reason", "stale"))
         own_failure = t.state == TrialState.FAIL and not any(
             w in reason for w in ("stale", "interrupted", _SURPLUS)
@@ -187,9 +194,11 @@ def run_worker(
     progress: bool = True,
     create: bool = True,
     allow_changed_spec: bool = False,
+    queued_only: bool = False,
 ) -> int:
     """One worker: run trials until the study's global budget or the deadline is reached.
 
+    With ``queued_only`` (the seed check) it runs only queued trials and stops when none is left.
     Returns the number of trials this worker ran.
     """
 
@@ -202,6 +211,8 @@ def run_worker(
     if study.user_attrs.get("data_hash") not in (None, data.data_hash):
         raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
     recover_stale_trials(study)
+    if "constant_predictor" not in study.user_attrs:  # deterministic from the data: any worker may write it
+        study.set_user_attr("constant_predictor", constant_metrics(data))
     tracker = _tracker(spec, tracking_uri, study)
     if tracker is not None:
         parent = study.user_attrs.get("mlflow_parent_run_id")
@@ -238,14 +249,22 @@ def run_worker(
                 "fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers"
             )
             raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
+        # Another worker took the last queued trial: Optuna sampled a new one, which this phase must not run.
+        if (queued_only or spec.ablation is not None) and not _enqueued(study, trial):
+            trial.set_user_attr("fail_reason", f"{_SURPLUS}: the queue was empty (another worker took it)")
+            raise _Surplus(f"trial {trial.number} not run: only queued trials run now")
         return objective(trial)
 
     while True:
         used, waiting = budget_used(study)
         if deadline is not None and time.time() >= deadline:
             break
-        if spec.ablation is not None and not waiting and not _wait_for_running(study, tracker):
-            break  # an ablation runs until its grid × seeds is done; n_trials is only a label
+        if (
+            (spec.ablation is not None or queued_only)
+            and not waiting
+            and not _wait_for_running(study, tracker)
+        ):
+            break  # an ablation runs until its grid × seeds is done (n_trials is only a label); so does the seed check
         if not waiting and n_trials is not None and used >= n_trials:
             # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
             # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
@@ -271,11 +290,16 @@ def _is_surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool
 
     Queued trials (fixed trials, retries of dead workers' trials) always run, as in `budget_used`.
     """
-    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
-    if "fixed_params" in system_attrs or "failed_trial" in system_attrs:  # enqueued, or an RDB retry
+    if _enqueued(study, trial):
         return False
     used, _ = budget_used(_Before(study, trial.number))
     return used >= n_trials
+
+
+def _enqueued(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """The trial was taken from the queue (a fixed trial, or an RDB retry), not freshly sampled."""
+    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+    return "fixed_params" in system_attrs or "failed_trial" in system_attrs
 
 
 class _Before:
@@ -383,30 +407,40 @@ def run_study(
 
         for fixed in missing_trials(study, spec):
             study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
+    constant = study.user_attrs.get("constant_predictor") or constant_metrics(data)
+    if "constant_predictor" not in study.user_attrs:
+        study.set_user_attr("constant_predictor", constant)
     if tracking_uri != "none":
         tracker = StudyTracker(tracking_uri=tracking_uri, study_name=spec.name)
         parent = tracker.parent_run_id(
             spec=spec.to_dict(),
             params=_parent_params(spec, storage_url, data),
-            tags=_parent_tags(spec, storage_url, data),
+            tags={**_parent_tags(spec, storage_url, data), "fs.plateau_margin": constant["margin"]},
         )
         if study.user_attrs.get("mlflow_parent_run_id") != parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
+        # The plateau every trial is measured against, on the parent where the Pareto plots are.
+        tracker.log_metrics(
+            parent,
+            {f"constant_{split}_{k}": v for split in ("val", "test") for k, v in constant[split].items()},
+            step=None,
+        )
     cores = cpu_count()
     t0 = time.time()
-    try:
+
+    def phase(budget: int | None, timeout_s: float | None, *, queued_only: bool = False) -> None:
         if jobs <= 1:
-            threads = spec.train.get("threads") or cores
             run_worker(
                 spec,
                 storage_url=storage_url,
                 tracking_uri=tracking_uri,
-                n_trials=n_trials,
-                timeout_s=spec.timeout_s,
-                threads=threads,
+                n_trials=budget,
+                timeout_s=timeout_s,
+                threads=spec.train.get("threads") or cores,
                 data=data,
                 progress=progress,
                 allow_changed_spec=allow_changed_spec,
+                queued_only=queued_only,
             )
         else:
             _run_processes(
@@ -414,12 +448,19 @@ def run_study(
                 jobs=jobs,
                 storage_url=storage_url,
                 tracking_uri=tracking_uri,
-                n_trials=n_trials,
+                n_trials=budget,
+                timeout_s=timeout_s,
                 threads=max(1, cores // jobs),
                 allow_changed_spec=allow_changed_spec,
                 study=study,
                 progress=progress,
+                queued_only=queued_only,
             )
+
+    try:
+        phase(n_trials, spec.timeout_s)
+        if spec.verify_seeds and spec.ablation is None and _queue_seed_check(study, spec):
+            phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the running trial is marked FAIL; re-run the same command to continue",
@@ -443,6 +484,25 @@ def run_study(
     return study
 
 
+def _queue_seed_check(study: optuna.Study, spec: Any) -> int:
+    """Queue the seed check's missing (member, seed) trials; return how many seed-check trials wait."""
+    missing = missing_verify_trials(study, spec, study_records(study, spec))
+    for fixed in missing:
+        study.enqueue_trial({}, user_attrs=_fixed_attrs(fixed))
+    waiting = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if t.user_attrs.get("role") == VERIFY_ROLE
+    ]
+    if waiting:
+        members = len({t.user_attrs.get("verifies") for t in waiting})
+        print(
+            f"seed check: {len(waiting)} trials to run ({members} configs × up to {spec.verify_seeds} fresh seeds)",
+            flush=True,
+        )
+    return len(waiting)
+
+
 def _run_processes(
     spec: Any,
     *,
@@ -450,10 +510,12 @@ def _run_processes(
     storage_url: str,
     tracking_uri: str,
     n_trials: int | None,
+    timeout_s: float | None,
     threads: int,
     allow_changed_spec: bool,
     study: optuna.Study,
     progress: bool,
+    queued_only: bool = False,
 ) -> None:
     """J worker processes on one machine; a crashed worker does not stop the others."""
     src = spec.source
@@ -473,10 +535,12 @@ def _run_processes(
     ]
     if n_trials is not None:
         cmd_base += ["--n-trials", str(n_trials)]
-    if spec.timeout_s:
-        cmd_base += ["--timeout-s", str(spec.timeout_s)]
+    if timeout_s:
+        cmd_base += ["--timeout-s", str(timeout_s)]
     if allow_changed_spec:
         cmd_base += ["--allow-changed-spec"]
+    if queued_only:
+        cmd_base += ["--queued-only"]
     procs = [subprocess.Popen(cmd_base, start_new_session=True) for _ in range(jobs)]
     bar = None
     if progress:
