@@ -242,15 +242,13 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     baseline = next((r for r in done if r["reference"]), None)
     if baseline is not None:
         dom = [str(r["number"]) for r in done if r["dominates_baseline"]]
-        what = (
-            f"best of {n_base} lrs: trial {baseline['number']}"
-            if n_base > 1
-            else f"trial {baseline['number']}"
-        )
-        lr = ((baseline["config"] or {}).get("train") or {}).get("lr")
+        what = f"trial {baseline['number']}"
+        if n_base > 1:
+            lr = ((baseline["config"] or {}).get("train") or {}).get("lr")
+            what = f"best of {n_base} lrs: {what}" + (f", lr {lr:g}" if lr else "")
         lines.append("")
         lines.append(
-            f"baseline ({what}{f', lr {lr:g}' if lr else ''}): val {acc}={baseline['values']['accuracy']:.3f}, "
+            f"baseline ({what}): val {acc}={baseline['values']['accuracy']:.3f}, "
             f"params={_fmt_int(baseline['values']['params'])}, latency={_fmt(baseline['values']['latency_ms'], 2)} ms; "
             + (f"dominated by trials {', '.join(dom)}" if dom else "not dominated by any trial")
         )
