@@ -579,7 +579,7 @@ def _update_bar(bar: Any, study: optuna.Study, spec: Any) -> None:
         (
             r["values"]["accuracy"]
             for r in records
-            if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values")
+            if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values") and r["role"] != VERIFY_ROLE
         ),
         default=float("nan"),
     )

@@ -200,7 +200,7 @@ def verify_rows(records: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]
             "ci_lo": lo,
             "ci_hi": hi,
         }
-        row["verdict"] = _verdict(row, len(ref_test))
+        row["verdict"] = _verdict(row, len(ref_test)) if ref else "no baseline in this study"
         rows.append(row)
     return rows
 
