@@ -2,7 +2,7 @@
 
     python bench/bench_heads.py [--steps 1000] [--checkpoints 250 500 1000] [--seeds 0 1 2]
         [--configs baseline fn-d32-1131-p4 fn-d16-2222-p4] [--heads pool flatten heatmap simcc]
-        [--lr baseline=6e-3 focalnet=2e-3] [--jobs 1] [--threads 1] [--out bench/results/heads.json]
+        [--lr baseline=6e-3 focalnet=2e-3] [--jobs 1] [--threads 1] [--out runs/bench_heads.json]
 
 Every (config, head, seed) is one training run of the harness's own ``train`` on the same data (default
 synthetic:medium, 8000 training patches, the main study's budget), evaluated on val every ``--eval-every``
@@ -70,7 +70,7 @@ def _load_args() -> argparse.Namespace:
     p.add_argument("--n-val", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="bench/results/heads.json")
+    p.add_argument("--out", default="runs/bench_heads.json")
     a = p.parse_args()
     bad = [c for c in a.checkpoints if not 1 <= c <= a.steps]
     if bad or a.jobs < 1 or a.threads < 1 or a.steps < 1:
