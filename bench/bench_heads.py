@@ -38,14 +38,28 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "fn-d32-1131-p4": {"backbone": "focalnet", "focalnet": {"embed_dim": 32, "depths": [1, 1, 3, 1], "patch_size": 4}},
     "fn-d16-2222-p4": {"backbone": "focalnet", "focalnet": {"embed_dim": 16, "depths": [2, 2, 2, 2], "patch_size": 4}},
 }  # fmt: skip
-#: Heads: ``HeadConfig`` dicts. Spatial heads read the first stage's map (16x16 for patch-4 FocalNets, 32x32 for
-#: the baseline's first block): at 64 px the last FocalNet map is 2x2, too coarse to place a joint.
+#: Heads. Vector heads (pool, flatten) read each backbone's last map, as designed (the seed's FocalNet pool
+#: head, the team's flatten head). Spatial heads (heatmap, simcc) read the 16x16 (stride-4) map: at 64 px the
+#: last map of a 4-stage patch-4 FocalNet is 2x2, too coarse to place a joint, and the same stride for both
+#: backbones keeps the comparison about the backbone.
 HEADS: dict[str, dict[str, Any]] = {
     "pool": {"kind": "pool", "stage": -1},
     "flatten": {"kind": "flatten", "stage": -1},
-    "heatmap": {"kind": "heatmap", "stage": 0},
-    "simcc": {"kind": "simcc", "stage": 0},
+    "heatmap": {"kind": "heatmap", "side": 16},
+    "simcc": {"kind": "simcc", "side": 16},
 }
+
+
+def head_config(config: str, head: str) -> dict[str, Any]:
+    """The ``HeadConfig`` dict of ``head`` on ``config``: a ``side`` becomes the stage whose map has that side."""
+    from focalnet import ModelConfig
+
+    h = dict(HEADS[head])
+    side = h.pop("side", None)
+    if side is not None:
+        shapes = ModelConfig.from_dict(CONFIGS[config]).stage_shapes
+        h["stage"] = next(i for i, (_, s) in enumerate(shapes) if s <= side)
+    return h
 
 
 def _key(config: str, head: str, seed: int) -> str:
@@ -103,7 +117,7 @@ def _run(args: argparse.Namespace, config: str, head: str, seed: int) -> dict[st
     from search.task.train import train
 
     data = _data(args)
-    model = {**CONFIGS[config], "head": dict(HEADS[head]), "num_keypoints": data.num_keypoints}
+    model = {**CONFIGS[config], "head": head_config(config, head), "num_keypoints": data.num_keypoints}
     cfg = {
         "steps": args.steps, "batch_size": args.batch_size, "lr": _lr(args, config), "warmup_steps": args.warmup,
         "eval_every": args.eval_every, "eval_steps": sorted(set(args.checkpoints)), "seed": seed,
@@ -174,9 +188,9 @@ def main() -> None:
     def current(r: dict[str, Any]) -> bool:  # a stored run counts only if it was this experiment
         t = r["train"]
         return (r["data_hash"], t["steps"], t["lr"], t["batch_size"], t["warmup_steps"], r["model"]["head"]) == (
-            data_hash, args.steps, _lr(args, r["config"]), args.batch_size, args.warmup, HEADS[r["head"]])  # fmt: skip
+            data_hash, args.steps, _lr(args, r["config"]), args.batch_size, args.warmup, head_config(r["config"], r["head"]))  # fmt: skip
 
-    runs = [r for r in runs if current(r)]
+    stored, runs = runs, [r for r in runs if current(r)]  # other experiments' runs stay in the file
     have = {r["key"] for r in runs}
     todo = [
         (c, h, s) for s in args.seeds for c in args.configs for h in args.heads if _key(c, h, s) not in have
@@ -191,7 +205,8 @@ def main() -> None:
         for i, fut in enumerate(as_completed(futures), 1):
             r = fut.result()
             runs.append(r)
-            out.write_text(json.dumps(runs, indent=1))  # after every run: an interrupted bench resumes
+            stored.append(r)
+            out.write_text(json.dumps(stored, indent=1))  # after every run: an interrupted bench resumes
             eta = (time.time() - t0) / i * (len(todo) - i)
             print(f"[{i}/{len(todo)} ETA {eta / 60:.0f} min] {r['key']}: left plateau at {r['left_plateau_step']}, "
                   f"final {r['curve'][-1][1]:.3f}, {r['wall_s']:.0f} s, load {r['load_end']:.1f}", flush=True)  # fmt: skip
