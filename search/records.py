@@ -204,7 +204,9 @@ def constant_line(study: optuna.Study, spec: Any) -> str:
 
 def report_text(study: optuna.Study, spec: Any) -> str:
     """The Pareto table for the terminal: front first, the baseline row, who dominates it, the seed check."""
-    records = study_records(study, spec)
+    everything = study_records(study, spec)
+    # A surplus trial was created by a worker that found the budget or the queue taken: it never ran.
+    records = [r for r in everything if not (r["state"] == "FAIL" and "surplus" in str(r["fail_reason"]))]
     done = [r for r in records if r["values"] is not None and r["role"] != VERIFY_ROLE]
     done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
     acc = spec.objectives.accuracy
@@ -216,6 +218,11 @@ def report_text(study: optuna.Study, spec: Any) -> str:
             f"{s.lower()} {sum(r['state'] == s for r in records)}"
             for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
             if any(r["state"] == s for r in records)
+        )
+        + (
+            f" ({len(everything) - len(records)} surplus trials not run)"
+            if len(everything) > len(records)
+            else ""
         ),
         constant_line(study, spec),
         header,
