@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from search.ablation import Ablation, cell_name, format_level, parse_ablation, trial_key
+from search.task.plateau import PLATEAU_MARGIN, left_plateau_step
 
 __all__ = [
     "BOOTSTRAP_N",
@@ -87,16 +88,45 @@ def _metric(trial: Any, metric: str) -> float:
     return float(v) if v is not None else math.nan
 
 
-def _collect(study: Any, ab: Ablation) -> dict[tuple[str, int], dict[str, float]]:
-    """``{(cell name, seed): {metric: value}}`` of COMPLETE, trained cell trials (first one wins)."""
+def _never_left(trial: Any, constant: dict[str, Any] | None, acc: str) -> float:
+    """1.0 if the run never left the constant-predictor plateau, 0.0 if it did, NaN if unknown."""
+    ua = trial.user_attrs
+    if "left_plateau_step" in ua:
+        return float(ua["left_plateau_step"] is None)
+    if ua.get("curve") and constant:  # trained before the flag existed: recompute from the curve
+        step = left_plateau_step(
+            ua["curve"], constant["val"][acc], margin=constant.get("margin", PLATEAU_MARGIN)
+        )
+        return float(step is None)
+    return math.nan
+
+
+def _collect(study: Any, ab: Ablation, acc: str = "pck_0.05") -> dict[tuple[str, int], dict[str, float]]:
+    """``{(cell name, seed): {metric: value, "never_left": 1/0/NaN}}`` of COMPLETE, trained cell trials
+    (first one wins)."""
     wanted = {cell_name(c, s): (cell_name(c), s) for s in ab.seeds for c in ab.cells()}
+    constant = study.user_attrs.get("constant_predictor")
     out: dict[tuple[str, int], dict[str, float]] = {}
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         key = wanted.get(trial_key(t) or "")
         if t.state.name != "COMPLETE" or key is None or key in out or "test" not in t.user_attrs:
             continue
         out[key] = {m: _metric(t, m) for m, _ in METRICS}
+        out[key]["never_left"] = _never_left(t, constant, acc)
     return out
+
+
+def _plateau_counts(results: dict, ab: Ablation, factor: str, level: Any) -> tuple[int, int]:
+    """(runs that never left the plateau, runs whose status is known) over every cell with factor=level."""
+    vals = [
+        results[(cell_name(c), s)]["never_left"]
+        for c in ab.cells()
+        if format_level(c[factor]) == format_level(level)
+        for s in ab.seeds
+        if (cell_name(c), s) in results
+    ]
+    vals = [v for v in vals if not math.isnan(v)]
+    return int(sum(vals)), len(vals)
 
 
 def _per_seed_level(
@@ -159,6 +189,32 @@ def _verdict(
     half: float,
     lo: float,
     hi: float,
+    plateau: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> str:
+    """The plain-words verdict; ``plateau`` = (never-left, known) runs of the level, then of the reference."""
+    verdict = _verdict_core(factor, level, ref, metric, diffs, mean, half, lo, hi)
+    lvl_never, lvl_n, ref_never, ref_n = plateau
+    if not (lvl_never or ref_never):
+        return verdict
+    where = (
+        f"{lvl_never}/{lvl_n} runs with {factor}={format_level(level)} and {ref_never}/{ref_n} with "
+        f"{format_level(ref)} never left the constant-predictor plateau"
+    )
+    if lvl_never == lvl_n and ref_never == ref_n:
+        return f"{verdict} — but {where}: both sides sit on the plateau, no architecture effect can be read"
+    return f"{verdict} — but {where}: the difference measures escaping the plateau, not the architecture"
+
+
+def _verdict_core(
+    factor: str,
+    level: Any,
+    ref: Any,
+    metric: str,
+    diffs: list[float],
+    mean: float,
+    half: float,
+    lo: float,
+    hi: float,
 ) -> str:
     n = len(diffs)
     unit = " pp" if "pck" in metric else ""
@@ -176,15 +232,19 @@ def _verdict(
 
 _CSV_COLUMNS = (
     "section", "cell", "factor", "level", "reference", "metric", "n",
-    "mean", "std", "diff", "half_width", "ci_lo", "ci_hi", "boot_lo", "boot_hi", "significant", "verdict",
+    "mean", "std", "diff", "half_width", "ci_lo", "ci_hi", "boot_lo", "boot_hi", "significant", "on_plateau",
+    "verdict",
 )  # fmt: skip
 
 
 def _rows(study: Any, ab: Ablation, primary: str) -> tuple[list[dict[str, Any]], dict]:
-    results = _collect(study, ab)
+    results = _collect(study, ab, primary.partition(".")[2])
     rows: list[dict[str, Any]] = []
     for cell in ab.cells():
         name = cell_name(cell)
+        never = [results[(name, s)]["never_left"] for s in ab.seeds if (name, s) in results]
+        never = [v for v in never if not math.isnan(v)]
+        on_plateau = f"{int(sum(never))}/{len(never)}" if never else ""
         for metric, _ in METRICS:
             vals = np.array(
                 [results[(name, s)][metric] for s in ab.seeds if (name, s) in results], dtype=float
@@ -193,13 +253,17 @@ def _rows(study: Any, ab: Ablation, primary: str) -> tuple[list[dict[str, Any]],
             rows.append({
                 "section": "cell", "cell": name, "metric": metric, "n": int(vals.size),
                 "mean": float(vals.mean()) if vals.size else math.nan,
-                "std": float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
+                "std": float(vals.std(ddof=1)) if vals.size > 1 else math.nan, "on_plateau": on_plateau,
             })  # fmt: skip
     for factor, levels in ab.factors.items():
         ref = ab.reference[factor]
         for level in levels:
             if format_level(level) == format_level(ref):
                 continue
+            plateau = (
+                *_plateau_counts(results, ab, factor, level),
+                *_plateau_counts(results, ab, factor, ref),
+            )
             for metric, _ in METRICS:
                 diffs = _paired_diffs(results, ab, factor, level, metric)
                 mean, half, lo, hi = paired_t_interval(diffs)
@@ -209,7 +273,8 @@ def _rows(study: Any, ab: Ablation, primary: str) -> tuple[list[dict[str, Any]],
                     "section": "diff", "factor": factor, "level": format_level(level), "reference": format_level(ref),
                     "metric": metric, "n": len(diffs), "diff": mean, "half_width": half, "ci_lo": lo, "ci_hi": hi,
                     "boot_lo": blo, "boot_hi": bhi, "significant": sig,
-                    "verdict": _verdict(factor, level, ref, metric, diffs, mean, half, lo, hi) if metric == primary else "",
+                    "on_plateau": f"{plateau[0]}/{plateau[1]} vs {plateau[2]}/{plateau[3]}",
+                    "verdict": _verdict(factor, level, ref, metric, diffs, mean, half, lo, hi, plateau) if metric == primary else "",
                 })  # fmt: skip
     return rows, results
 
@@ -254,8 +319,13 @@ def ablation_report(
             r = by_cell[(name, m)]
             std = "" if math.isnan(r["std"]) else f" ± {_fmt(m, r['std'])}"
             cols.append(_fmt(m, r["mean"]) + std)
+        cols.append(by_cell[(name, METRICS[0][0])]["on_plateau"] or "—")
         body.append(cols)
-    lines += _table(["cell", "n", *(label for _, label in METRICS)], body)
+    lines += _table(["cell", "n", *(label for _, label in METRICS), "on plateau"], body)
+    lines += [
+        f"on plateau = runs that never reached val {spec.objectives.accuracy} >= constant predictor + "
+        f"{PLATEAU_MARGIN:g} / runs; {constant_summary(study, spec)}"
+    ]
     lines += [
         "",
         "Paired differences vs reference: per seed, level − reference averaged over the other factors' levels;",
@@ -283,6 +353,15 @@ def ablation_report(
     return text, rows
 
 
+def constant_summary(study: Any, spec: Any) -> str:
+    """``constant predictor: val pck_0.05=0.190, test …`` (or that the study did not record it)."""
+    c = study.user_attrs.get("constant_predictor")
+    acc = spec.objectives.accuracy
+    if not c:
+        return "constant predictor not recorded for this study"
+    return f"constant predictor: val {acc}={c['val'][acc]:.3f}, test {acc}={c['test'][acc]:.3f}"
+
+
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -293,12 +372,14 @@ def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _chart(study: Any, spec: Any, ab: Ablation, path: Path) -> None:
-    """One panel per factor: per-level mean of test and val accuracy, error bars = std over seeds."""
+    """One panel per factor: per-level mean of test and val accuracy, error bars = std over seeds; dashed
+    lines at the constant predictor's test and val accuracy."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    results = _collect(study, ab)
     acc = spec.objectives.accuracy
+    results = _collect(study, ab, acc)
+    constant = study.user_attrs.get("constant_predictor")
     fig = Figure(figsize=(4.2 * len(ab.factors), 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(ab.factors), squeeze=False)[0]
@@ -314,6 +395,8 @@ def _chart(study: Any, spec: Any, ab: Ablation, path: Path) -> None:
                 means.append(v.mean() if v.size else np.nan)
                 stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
             ax.errorbar(x + offset, means, yerr=stds, fmt="o", capsize=4, color=color, label=f"{split} {acc}")
+            if constant:  # the plateau: cells near this line learned nothing from the image
+                ax.axhline(100 * constant[split][acc], color=color, ls="--", lw=0.8, alpha=0.6)
         ax.set_xticks(
             x,
             [

@@ -120,15 +120,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     spec = _load_spec(args.spec)
     threads, _ = choose_threads(requested=_threads(args) or int(spec.train.get("threads") or 0))
+    # The study's budget and timeout bound its search; queued trials (the seed check) just run.
+    search = not args.queued_only
     run_worker(
         spec,
         storage_url=storage_url(args, spec),
         tracking_uri=tracking_uri(args, spec) or default_tracking_uri(),
-        n_trials=args.n_trials if args.n_trials is not None else spec.n_trials,
-        timeout_s=args.timeout_s if args.timeout_s is not None else spec.timeout_s,
+        n_trials=args.n_trials if args.n_trials is not None else (spec.n_trials if search else None),
+        timeout_s=args.timeout_s if args.timeout_s is not None else (spec.timeout_s if search else None),
         threads=threads,
         progress=not args.no_progress,
         allow_changed_spec=args.allow_changed_spec,
+        queued_only=args.queued_only,
     )
     return 0
 
@@ -358,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--timeout-s", type=float, default=None)
     q.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
     q.add_argument("--allow-changed-spec", action="store_true")
+    q.add_argument(
+        "--queued-only", action="store_true", help="run only queued trials (the seed check), then exit"
+    )
     q.add_argument("--no-progress", action="store_true")
     storage_flags(q)
     q.set_defaults(func=cmd_worker)

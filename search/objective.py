@@ -20,12 +20,15 @@ from search.costs import constraint_values, measure_costs
 from search.space import BASELINE_OVERRIDES, resolve_config, sample_params
 from search.stopping import ParetoASHA
 from search.storage import worker_id
+from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
 from search.tracking import StudyTracker, flatten_config, run_name
 
-__all__ = ["Objective", "objective_values", "METRIC_KEYS"]
+__all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "METRIC_KEYS"]
 
 METRIC_KEYS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme")
+#: Roles that are never skipped over budget nor stopped early: reference points, ablation cells, seed checks.
+ALWAYS_TRAIN = ("baseline", "cell", "verify")
 
 
 def objective_values(spec: Any, accuracy: float, user_attrs: dict[str, Any]) -> tuple[float, ...]:
@@ -52,6 +55,13 @@ class Objective:
     progress: bool = True
     _baseline_ms: float | None = None
     _baseline_costs: Any = None
+    _constant: dict[str, Any] | None = None
+
+    def constant(self) -> dict[str, Any]:
+        """The constant predictor's metrics on this worker's data (cheap; the same in every worker)."""
+        if self._constant is None:
+            self._constant = constant_metrics(self.data)
+        return self._constant
 
     def baseline_latency_ms(self) -> float:
         """Time the baseline with the same protocol in this process: ratios survive machine drift."""
@@ -93,6 +103,8 @@ class Objective:
             tags = {"fs.trial_number": str(trial.number), "fs.role": role, "fs.worker": worker_id()}
             if trial.user_attrs.get("name"):
                 tags["fs.variant"] = str(trial.user_attrs["name"])
+            if trial.user_attrs.get("verifies") is not None:
+                tags["fs.verifies"] = str(trial.user_attrs["verifies"])
             run_id = self.tracker.start_trial_run(
                 trial_number=trial.number, run_name=name, params=flatten_config(config), tags=tags
             )
@@ -111,7 +123,11 @@ class Objective:
             self._end(
                 run_id,
                 "FINISHED",
-                {"fs.optuna_state": "PRUNED", "fs.stop_rung": str(trial.user_attrs.get("stop_rung"))},
+                {
+                    "fs.optuna_state": "PRUNED",
+                    "fs.stop_rung": str(trial.user_attrs.get("stop_rung")),
+                    "fs.plateau": plateau_label(trial.user_attrs.get("left_plateau_step")),
+                },
             )
             raise
         except TrainingDiverged as e:
@@ -167,10 +183,7 @@ class Objective:
                 run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
             )
         cost_s = time.perf_counter() - t0
-        if not feasible and role not in (
-            "baseline",
-            "cell",
-        ):  # reference points and ablation cells always train
+        if not feasible and role not in ALWAYS_TRAIN:
             over = ", ".join(k for k, v in violations.items() if v > 0)
             trial.set_user_attr("skipped", f"over budget: {over}")
             self._end(
@@ -188,12 +201,19 @@ class Objective:
             enabled=spec.early_stopping.enabled,
         )
         study = trial.study
+        # Has the run left the constant-predictor plateau, and when? (None until it has.)
+        plateau_bar = self.constant()["val"][spec.objectives.accuracy] + self.constant()["margin"]
+        trial.set_user_attr("left_plateau_step", None)
+        left: list[int] = []
 
         def on_eval(step: int, metrics: dict[str, float]) -> None:
             if self.tracker is not None:
                 self.tracker.log_metrics(run_id, {f"val_{k}": v for k, v in metrics.items()}, step=step)
             acc = metrics[spec.objectives.accuracy]
-            if step in spec.early_stopping.rungs and role not in ("baseline", "cell"):
+            if acc >= plateau_bar and not left:  # NaN compares False
+                left.append(step)
+                trial.set_user_attr("left_plateau_step", step)
+            if step in spec.early_stopping.rungs and role not in ALWAYS_TRAIN:
                 values = objective_values(spec, acc, cost_attrs)
                 if not pruner.check(study, trial, step, values):
                     trial.set_user_attr("stop_rung", step)
@@ -232,6 +252,7 @@ class Objective:
                 {
                     "fs.optuna_state": "COMPLETE",
                     "fs.feasible": str(feasible).lower(),
+                    "fs.plateau": plateau_label(trial.user_attrs.get("left_plateau_step")),
                     "fs.config": json.dumps(config)[:4900],
                 },
             )

@@ -60,6 +60,7 @@ _TABLE_COLUMNS = [
     "feasible",
     "pareto",
     "dominates_baseline",
+    "plateau",
 ]
 
 
@@ -74,9 +75,15 @@ def _completed(records: Sequence[Record]) -> list[Record]:
 
 
 def _baseline(records: Sequence[Record]) -> Record | None:
-    """The first completed baseline record (lowest trial number), if any."""
+    """The reference baseline: the record flagged ``reference``, else the first completed baseline."""
     base = [r for r in _completed(records) if r.get("role") == "baseline"]
-    return min(base, key=lambda r: r.get("number", 0)) if base else None
+    flagged = [r for r in base if r.get("reference")]
+    return (flagged or [min(base, key=lambda r: r.get("number", 0))])[0] if base else None
+
+
+def _on_plateau(record: Record) -> bool:
+    """The trial trained but never left the constant-predictor plateau (``plateau == "never"``)."""
+    return record.get("plateau") == "never"
 
 
 def _val(record: Record, key: str) -> float | None:
@@ -153,9 +160,41 @@ def _empty(ax: Axes, text: str) -> None:
     ax.set_yticks([])
 
 
-def _pareto_axes(ax: Axes, records: Sequence[Record], *, x_key: str, x_label: str, y_label: str) -> None:
-    """One accuracy-vs-cost panel: points, 2-D staircase front, flagged front, baseline, labels."""
-    done = [r for r in _completed(records) if _val(r, x_key) is not None and _val(r, "accuracy") is not None]
+def _seed_check(ax: Axes, records: Sequence[Record], done: Sequence[Record], x_key: str) -> None:
+    """Seed-check trials (role ``verify``): mean ± std of their accuracy at their source trial's cost."""
+    by_number = {r.get("number"): r for r in done}
+    groups: dict[Any, list[float]] = {}
+    for r in _completed(records):
+        if r.get("role") == "verify" and r.get("verifies") in by_number and _val(r, "accuracy") is not None:
+            groups.setdefault(r["verifies"], []).append(_val(r, "accuracy"))  # type: ignore[arg-type]
+    if not groups:
+        return
+    xs = [_val(by_number[n], x_key) for n in groups]
+    means = [sum(v) / len(v) for v in groups.values()]
+    stds = [
+        (sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
+        for v, m in zip(groups.values(), means, strict=True)
+    ]
+    ax.errorbar(xs, means, yerr=stds, fmt="_", ms=12, color="black", capsize=3, lw=1.0, zorder=7,
+                label="seed check (mean ± std)")  # fmt: skip
+
+
+def _pareto_axes(
+    ax: Axes,
+    records: Sequence[Record],
+    *,
+    x_key: str,
+    x_label: str,
+    y_label: str,
+    constant: float | None = None,
+) -> None:
+    """One accuracy-vs-cost panel: points, 2-D staircase front, flagged front, baseline, seed check,
+    constant-predictor level, labels."""
+    done = [
+        r
+        for r in _completed(records)
+        if _val(r, x_key) is not None and _val(r, "accuracy") is not None and r.get("role") != "verify"
+    ]
     if not done:
         _empty(ax, "no completed trials")
         return
@@ -165,15 +204,22 @@ def _pareto_axes(ax: Axes, records: Sequence[Record], *, x_key: str, x_label: st
     def xy(rs: Sequence[Record]) -> tuple[list[float], list[float]]:
         return [_val(r, x_key) for r in rs], [_val(r, "accuracy") for r in rs]  # type: ignore[misc]
 
+    # Hollow markers: trials that never left the constant-predictor plateau (their accuracy is no verdict).
+    def points(rs: Sequence[Record], label: str, *, color: str, **kw: Any) -> None:
+        for hollow in (False, True):
+            sel = [r for r in rs if _on_plateau(r) == hollow]
+            if sel:
+                style = {"facecolors": "none", "edgecolors": color} if hollow else {"c": color}
+                suffix = " (never left the plateau)" if hollow else ""
+                ax.scatter(*xy(sel), **style, **kw, label=label + suffix)
+
     plain = [r for r in feasible if r.get("role") not in ("baseline", "variant", "cell")]
-    if plain:
-        ax.scatter(*xy(plain), s=22, c="tab:blue", alpha=0.55, label="trials", zorder=2)
+    points(plain, "trials", s=22, color="tab:blue", alpha=0.55, zorder=2)
     cells = [r for r in feasible if r.get("role") == "cell"]
-    if cells:
-        ax.scatter(*xy(cells), s=30, marker="D", c="tab:purple", alpha=0.7, label="ablation cells", zorder=3)
+    points(cells, "ablation cells", s=30, marker="D", color="tab:purple", alpha=0.7, zorder=3)
     variants = [r for r in feasible if r.get("role") == "variant"]
     if variants:
-        ax.scatter(*xy(variants), s=40, marker="s", c="tab:green", label="variants", zorder=3)
+        points(variants, "variants", s=40, marker="s", color="tab:green", zorder=3)
         for r in variants:
             ax.annotate(
                 str(r.get("name", r.get("number"))),
@@ -204,6 +250,15 @@ def _pareto_axes(ax: Axes, records: Sequence[Record], *, x_key: str, x_label: st
             zorder=5,
         )
 
+    others = [r for r in feasible if r.get("role") == "baseline" and r is not _baseline(records)]
+    if others:
+        ax.scatter(
+            *xy(others), s=70, marker="*", c="khaki", edgecolors="0.4", label="baseline, other lr", zorder=5
+        )
+    _seed_check(ax, records, done, x_key)
+    if constant is not None:
+        ax.axhline(constant, color="tab:gray", ls="--", lw=1.0, zorder=1, label="constant predictor")
+
     base = _baseline(records)
     if base is not None and _val(base, x_key) is not None:
         bx, by = _val(base, x_key), _val(base, "accuracy")
@@ -227,18 +282,25 @@ def _pareto_axes(ax: Axes, records: Sequence[Record], *, x_key: str, x_label: st
 
 
 def pareto_plots(
-    records: Sequence[Record], *, accuracy_name: str, out_dir: str | os.PathLike[str]
+    records: Sequence[Record],
+    *,
+    accuracy_name: str,
+    out_dir: str | os.PathLike[str],
+    constant: float | None = None,
 ) -> list[Path]:
     """Accuracy-vs-params (log x) and accuracy-vs-latency scatter plots with the Pareto front.
 
     Completed feasible trials are points, infeasible ones grey crosses; the 2-D front is drawn as a
     staircase, records flagged ``pareto`` are ringed, the baseline is a labelled star and variants
-    are labelled by name. Pruned / failed / running trials are left out.
+    are labelled by name. Pruned / failed / running trials are left out. Trials that never left the
+    constant-predictor plateau (``plateau == "never"``) are hollow, the constant predictor's level is a
+    dashed line, and seed-check trials (role ``verify``) are black mean ± std bars at their source's cost.
 
     Args:
         records: trial records (see module docstring).
         accuracy_name: y-axis label, e.g. ``"val pck_0.1"``.
         out_dir: folder for ``pareto_accuracy_vs_params.png`` and ``pareto_accuracy_vs_latency.png``.
+        constant: the constant predictor's accuracy (same metric and split), or None.
 
     Returns:
         The two PNG paths.
@@ -251,7 +313,7 @@ def pareto_plots(
     ):
         fig = _figure()
         ax = fig.add_subplot()
-        _pareto_axes(ax, records, x_key=x_key, x_label=x_label, y_label=accuracy_name)
+        _pareto_axes(ax, records, x_key=x_key, x_label=x_label, y_label=accuracy_name, constant=constant)
         xs = [_val(r, x_key) for r in _completed(records)]
         xs = [x for x in xs if x is not None and x > 0]
         # params always span orders of magnitude; latency only sometimes
@@ -271,8 +333,9 @@ def pareto_table(
     """CSV of all completed trials, sorted by accuracy (descending).
 
     Columns: number, role, name, accuracy, params, flops, latency_ms, latency_ratio (latency / the
-    baseline's), feasible, pareto, dominates_baseline (``true``/``false``), then the union of the
-    records' ``params_flat`` keys (sorted). Ratio and dominance are empty without a baseline.
+    baseline's), feasible, pareto, dominates_baseline (``true``/``false``), plateau (``left@<step>`` /
+    ``never`` / empty), then the union of the records' ``params_flat`` keys (sorted). Ratio and dominance
+    are empty without a baseline; dominance is empty for seed-check (``verify``) rows.
 
     Args:
         records: trial records.
@@ -306,8 +369,9 @@ def pareto_table(
             "feasible": fmt_bool(r.get("feasible", True)),
             "pareto": fmt_bool(r.get("pareto", False)),
             "dominates_baseline": ""
-            if base is None
+            if base is None or r.get("role") == "verify"
             else fmt_bool(r is not base and dominates(r, base, objectives)),
+            "plateau": r.get("plateau") or "",
         }
         flat = r.get("params_flat") or {}
         for key in flat_keys:

@@ -18,10 +18,13 @@ import optuna
 from optuna.trial import TrialState
 
 from search.pareto import hypervolume_history, pareto_mask
+from search.task.plateau import left_plateau_step, plateau_label
+from search.verify import VERIFY_ROLE, reference_baseline, verify_lines, verify_rows, write_verify_csv
 
 __all__ = [
     "SURPLUS",
     "budget_used",
+    "constant_line",
     "counts_against_budget",
     "study_records",
     "refresh_parent",
@@ -39,8 +42,11 @@ def counts_against_budget(trial: optuna.trial.FrozenTrial) -> bool:
     """COMPLETE, PRUNED, RUNNING, or FAIL from the objective itself (a NaN run) count against `n_trials`.
 
     Not counted: a FAIL from a dead worker (its retry is queued and runs regardless), a surplus trial, a
-    trial interrupted by Ctrl-C (the budget is for trials that ran), and queued (WAITING) trials.
+    trial interrupted by Ctrl-C (the budget is for trials that ran), queued (WAITING) trials, and the
+    seed check's trials (role ``verify``: they re-measure the search's results, not part of its budget).
     """
+    if trial.user_attrs.get("role") == VERIFY_ROLE:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
         return True
     reason = str(trial.user_attrs.get("fail_reason", "stale"))
@@ -77,15 +83,39 @@ def _value_names(spec: Any) -> list[str]:
     return ["accuracy", *spec.objectives.minimize]
 
 
+def _plateau(
+    t: optuna.trial.FrozenTrial, constant: dict[str, Any] | None, acc: str
+) -> tuple[Any, str | None]:
+    """(left_plateau_step, label) of a trial that trained; (None, None) if it did not (yet)."""
+    ua = t.user_attrs
+    if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or ua.get("skipped"):
+        return None, None
+    if "left_plateau_step" in ua:
+        step = ua["left_plateau_step"]
+    elif ua.get("curve") and constant:  # a trial from before the flag existed: recompute from its curve
+        step = left_plateau_step(ua["curve"], constant["val"][acc], margin=constant["margin"])
+    else:
+        return None, None
+    return step, plateau_label(step)
+
+
 def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
-    """One plain dict per trial (see `search.plots`), with Pareto membership and baseline dominance."""
+    """One plain dict per trial (see `search.plots`), with Pareto membership and baseline dominance.
+
+    Seed-check trials (role ``verify``) are records too, but never on the Pareto front and never compared
+    with the baseline: they re-measure members, they do not compete with them. ``reference`` marks the
+    baseline every trial is compared with (the best val member of a ``study.baseline_lrs`` sweep).
+    ``plateau`` is ``"left@<step>"`` / ``"never"`` for trials that trained, else None.
+    """
     from search.tracking import flatten_config
 
     names = _value_names(spec)
     directions = list(spec.objectives.directions)
+    constant = study.user_attrs.get("constant_predictor")
     records = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
+        left, plateau = _plateau(t, constant, spec.objectives.accuracy)
         values = None
         if t.state == TrialState.COMPLETE and t.values:
             values = {
@@ -105,6 +135,11 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
                 "feasible": bool(ua.get("feasible", True)) and "skipped" not in ua,
                 "pareto": False,
                 "dominates_baseline": False,
+                "reference": False,
+                "left_plateau_step": left,
+                "plateau": plateau,
+                "verifies": ua.get("verifies"),
+                "seed": ua.get("seed"),
                 "latency_ratio": ua.get("latency_ratio"),
                 "val": ua.get("val", {}),
                 "test": ua.get("test", {}),
@@ -118,13 +153,14 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
                 "wall_s": (ua.get("timing") or {}).get("wall_s"),
             }
         )
-    done = [r for r in records if r["values"] is not None and r["feasible"]]
+    done = [r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE]
     if done:
         mask = pareto_mask(objective_points(done, names), directions)
         for r, m in zip(done, mask, strict=True):
             r["pareto"] = bool(m)
-        baseline = next((r for r in done if r["role"] == "baseline"), None)
+        baseline = reference_baseline(done)
         if baseline is not None:
+            baseline["reference"] = True
             for r in done:
                 r["dominates_baseline"] = r is not baseline and dominates(r, baseline, names, directions)
     return records
@@ -154,7 +190,12 @@ def trial_summary_line(
         n_trials = max(n_trials, finished + pending)
     front = sum(r["pareto"] for r in records)
     best = max(
-        (r["values"]["accuracy"] for r in records if r["values"] and r["feasible"]), default=float("nan")
+        (
+            r["values"]["accuracy"]
+            for r in records
+            if r["values"] and r["feasible"] and r["role"] != VERIFY_ROLE
+        ),
+        default=float("nan"),
     )
     elapsed = time.time() - t_start
     eta = ""
@@ -184,44 +225,81 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def constant_line(study: optuna.Study, spec: Any) -> str:
+    """The constant predictor's level and the plateau rule, as the report states them."""
+    c = study.user_attrs.get("constant_predictor")
+    acc = spec.objectives.accuracy
+    if not c:
+        return "constant predictor: not recorded for this study (re-run `search run` on it to add it)"
+    return (
+        f"constant predictor (each joint's mean training position): val {acc}={c['val'][acc]:.3f}, "
+        f"test {acc}={c['test'][acc]:.3f}; a trial left the plateau at the first evaluation with "
+        f"val {acc} >= {c['val'][acc] + c['margin']:.3f} (constant + {c['margin']:g})"
+    )
+
+
 def report_text(study: optuna.Study, spec: Any) -> str:
-    """The Pareto table for the terminal: front first, the baseline row, and who dominates it."""
-    records = study_records(study, spec)
-    done = [r for r in records if r["values"] is not None]
+    """The Pareto table for the terminal: front first, the baseline row, who dominates it, the seed check."""
+    everything = study_records(study, spec)
+    # A surplus trial was created by a worker that found the budget or the queue taken: it never ran.
+    records = [r for r in everything if not (r["state"] == "FAIL" and "surplus" in str(r["fail_reason"]))]
+    done = [r for r in records if r["values"] is not None and r["role"] != VERIFY_ROLE]
     done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
     acc = spec.objectives.accuracy
-    header = f"{'#':>4} {'name':<28} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6}  note"
+    n_base = sum(r["role"] == "baseline" for r in done)
+    header = f"{'#':>4} {'name':<28} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6} {'plateau':>9}  note"
     lines = [
         f"study {study.study_name}: {len(records)} trials, "
         + ", ".join(
             f"{s.lower()} {sum(r['state'] == s for r in records)}"
             for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
             if any(r["state"] == s for r in records)
+        )
+        + (
+            f" ({len(everything) - len(records)} surplus trials not run)"
+            if len(everything) > len(records)
+            else ""
         ),
+        constant_line(study, spec),
         header,
         "-" * len(header),
     ]
     for r in done:
         v = r["values"]
         note = []
-        if r["role"] == "baseline":
-            note.append("BASELINE")
+        if r["reference"]:
+            note.append("BASELINE" + (f" (reference: best val of {n_base} lrs)" if n_base > 1 else ""))
+        elif r["role"] == "baseline":
+            note.append("baseline, other lr")
         if not r["feasible"]:
             note.append(r["skipped"] or "infeasible")
         if r["dominates_baseline"]:
             note.append("dominates baseline")
+        if r["plateau"] == "never":
+            note.append("never left the plateau")
         lines.append(
             f"{r['number']:>4} {r['name'][:28]:<28} {'*' if r['pareto'] else '':<5} {v['accuracy']:>14.3f} {_fmt(r['test'].get(acc)):>15} "
-            f"{_fmt_int(v['params']):>11} {(v['flops'] or 0) / 1e6:>9.1f} {_fmt(v['latency_ms'], 2):>7} {_fmt(r['latency_ratio'], 2):>6}  {', '.join(note)}"
+            f"{_fmt_int(v['params']):>11} {(v['flops'] or 0) / 1e6:>9.1f} {_fmt(v['latency_ms'], 2):>7} {_fmt(r['latency_ratio'], 2):>6} "
+            f"{r['plateau'] or '-':>9}  {', '.join(note)}"
         )
-    baseline = next((r for r in done if r["role"] == "baseline"), None)
+    baseline = next((r for r in done if r["reference"]), None)
     if baseline is not None:
         dom = [str(r["number"]) for r in done if r["dominates_baseline"]]
+        what = f"trial {baseline['number']}"
+        if n_base > 1:
+            lr = ((baseline["config"] or {}).get("train") or {}).get("lr")
+            what = f"best of {n_base} lrs: {what}" + (f", lr {lr:g}" if lr else "")
         lines.append("")
         lines.append(
-            f"baseline (trial {baseline['number']}): val {acc}={baseline['values']['accuracy']:.3f}, params={_fmt_int(baseline['values']['params'])}, "
-            f"latency={_fmt(baseline['values']['latency_ms'], 2)} ms; "
+            f"baseline ({what}): val {acc}={baseline['values']['accuracy']:.3f}, "
+            f"params={_fmt_int(baseline['values']['params'])}, latency={_fmt(baseline['values']['latency_ms'], 2)} ms; "
             + (f"dominated by trials {', '.join(dom)}" if dom else "not dominated by any trial")
+        )
+    never = [str(r["number"]) for r in done if r["plateau"] == "never"]
+    if never:
+        lines.append(
+            f"never left the constant-predictor plateau ({len(never)}): trials {', '.join(never)}; "
+            "their accuracy says nothing about their architecture"
         )
     pruned = [r for r in records if r["state"] == "PRUNED"]
     if pruned:
@@ -229,6 +307,7 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     failed = [r for r in records if r["state"] == "FAIL"]
     for r in failed:
         lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
+    lines += verify_lines(records, spec)
     return "\n".join(lines)
 
 
@@ -250,7 +329,7 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
     directions = list(spec.objectives.directions)
     ref = [spec.hypervolume_reference[n] for n in names]
     done = sorted(
-        (r for r in records if r["values"] is not None and r["feasible"]),
+        (r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE),
         key=lambda r: r["complete_time"] or 0,
     )
     hv_hist: list[tuple[float, float]] = []
@@ -260,8 +339,22 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
         hv_hist = [(r["complete_time"] - created, float(h)) for r, h in zip(done, hvs, strict=True)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        files = list(pareto_plots(records, accuracy_name=f"val {spec.objectives.accuracy}", out_dir=out))
+        constant = study.user_attrs.get("constant_predictor")
+        files = list(
+            pareto_plots(
+                records,
+                accuracy_name=f"val {spec.objectives.accuracy}",
+                out_dir=out,
+                constant=constant["val"][spec.objectives.accuracy] if constant else None,
+            )
+        )
         files.append(pareto_table(records, out / "pareto.csv"))
+        if spec.ablation is None:
+            (out / "report.txt").write_text(report_text(study, spec) + "\n")
+            files.append(out / "report.txt")
+            rows = verify_rows(records, spec)
+            if rows:
+                files.append(write_verify_csv(rows, out / "verify.csv"))
         if hv_hist:
             files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
             (out / "hypervolume.json").write_text(

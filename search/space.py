@@ -322,13 +322,25 @@ def resolve_config(
 def fixed_trials(spec: StudySpec) -> list[dict[str, Any]]:
     """Trials to enqueue before the search: the baseline (if ``study.baseline``) then named variants.
 
+    With ``study.baseline_lrs`` the baseline is a fixed sweep, one trial per learning rate, in that order.
     Each is ``{"role": "baseline" | "variant", "name": str, "overrides": {...}}``; pass ``overrides`` to
     :func:`resolve_config` (with empty params). An ablation has none of these: its trials are its grid ×
     seeds, from :func:`search.ablation.ablation_trials` (which sits above this module)."""
     if spec.ablation is not None:
         return []
     out: list[dict[str, Any]] = []
-    if spec.baseline:
+    if spec.baseline and spec.baseline_lrs:
+        # The baseline keeps its architecture and head; only its learning rate gets the tuning the search
+        # gives the FocalNets. The report's reference row is the member with the best val accuracy.
+        for lr in spec.baseline_lrs:
+            out.append(
+                {
+                    "role": "baseline",
+                    "name": f"baseline-lr{lr:g}",
+                    "overrides": {"model": copy.deepcopy(BASELINE_OVERRIDES), "train": {"lr": lr}},
+                }
+            )
+    elif spec.baseline:
         out.append(
             {
                 "role": "baseline",
@@ -479,7 +491,9 @@ def check_space(spec: StudySpec) -> None:
     # The fixed config alone, then the fixed trials.
     _check_point(spec, {})
     for ft in fixed_trials(spec):
-        key = "study.baseline" if ft["role"] == "baseline" else "study.variants"
+        key = "study.variants"
+        if ft["role"] == "baseline":
+            key = "study.baseline_lrs" if spec.baseline_lrs else "study.baseline"
         try:
             _resolve(spec, {}, ft["overrides"])
         except ValueError as e:

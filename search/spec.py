@@ -204,6 +204,12 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
             raise _fail(source, "study.variants", f"variant {v!r} listed twice")
         variants.append(v)
     baseline = _bool(source, "study.baseline", st.get("baseline", True))
+    baseline_lrs = _baseline_lrs(source, st, baseline)
+    verify_seeds = _int(source, "study.verify_seeds", st.get("verify_seeds", 0), min_value=0)
+    if "ablation" in raw:
+        for key, used in (("baseline_lrs", baseline_lrs), ("verify_seeds", verify_seeds)):
+            if used:
+                raise _fail(source, f"study.{key}", "not used by an ablation (its seeds are ablation.seeds)")
 
     # [data] --------------------------------------------------------------------------------------------
     try:  # search.task.data owns the data config's rules (run.json shares them)
@@ -342,6 +348,8 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         tracking_uri=tracking_uri,
         variants=tuple(variants),
         baseline=baseline,
+        baseline_lrs=baseline_lrs,
+        verify_seeds=verify_seeds,
         data=data,
         train=train,
         model=model,
@@ -362,6 +370,26 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     if check:
         check_space(spec)
     return spec
+
+
+def _baseline_lrs(source: str, st: dict, baseline: bool) -> tuple[float, ...]:
+    """``study.baseline_lrs``: the learning rates of the baseline's fixed sweep (distinct, in (0, 1))."""
+    if "baseline_lrs" not in st:
+        return ()
+    lrs = _list(source, "study.baseline_lrs", st["baseline_lrs"])
+    if not lrs:
+        raise _fail(source, "study.baseline_lrs", "must not be empty", "omit it for one baseline at train.lr")
+    if not baseline:
+        raise _fail(source, "study.baseline_lrs", "needs study.baseline = true")
+    out: list[float] = []
+    for i, v in enumerate(lrs):
+        v = _float(source, f"study.baseline_lrs[{i}]", v, positive=True)
+        if v >= 1:
+            raise _fail(source, f"study.baseline_lrs[{i}]", f"must be in (0, 1), got {v:g}")
+        if v in out:
+            raise _fail(source, "study.baseline_lrs", f"learning rate {v:g} listed twice")
+        out.append(v)
+    return tuple(out)
 
 
 def _dim_order(name: str) -> tuple[int, str]:

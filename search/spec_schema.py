@@ -65,6 +65,8 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "tracking_uri",
         "variants",
         "baseline",
+        "baseline_lrs",
+        "verify_seeds",
     ),
     "data": DATA_KEYS,
     "objectives": ("accuracy", "minimize"),
@@ -322,6 +324,8 @@ class StudySpec:
     tracking_uri: str = ""
     variants: tuple[str, ...] = ()
     baseline: bool = True
+    baseline_lrs: tuple[float, ...] = ()
+    verify_seeds: int = 0
     data: DataSpec = field(default_factory=DataSpec)
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
@@ -366,6 +370,9 @@ class StudySpec:
             "space": {k: d.to_dict() for k, d in self.space.items()},
             "ablation": _jsonable(self.ablation),
             "raw": _jsonable(self.raw),
+            # Only when set: a spec that does not use them keeps the hash it had before they existed.
+            **({"baseline_lrs": list(self.baseline_lrs)} if self.baseline_lrs else {}),
+            **({"verify_seeds": self.verify_seeds} if self.verify_seeds else {}),
         }
 
 

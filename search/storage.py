@@ -206,7 +206,14 @@ def recover_stale_trials(study: Any) -> list[int]:
         if ok:
             failed.append(t.number)
             if t.user_attrs.get("retry_of") is None:  # retry once, like Optuna's RetryFailedTrialCallback
-                keys = t.user_attrs.get("fixed_keys") or ("role", "name", "fixed_overrides", "cell", "seed")
+                keys = t.user_attrs.get("fixed_keys") or (
+                    "role",
+                    "name",
+                    "fixed_overrides",
+                    "cell",
+                    "seed",
+                    "verifies",
+                )
                 attrs = {k: t.user_attrs[k] for k in (*keys, "fixed_keys", "attempt") if k in t.user_attrs}
                 study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
     return failed

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from search.ablation import ablation_trials
 from search.faults import fail_stale_trials, run_trial
-from search.lifecycle import ParentRun, requeue_fixed_trials
+from search.lifecycle import ParentRun, enqueue_fixed, requeue_fixed_trials
 from search.objective import Objective
 from search.records import SURPLUS, budget_used, refresh_parent, study_records, trial_summary_line
 from search.space import fixed_trials
@@ -30,9 +30,11 @@ from search.storage import (
     make_storage,
     recover_stale_trials,
 )
+from search.task.plateau import constant_metrics
 from search.task.train import TrainingDiverged
 from search.threads import choose_threads
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
+from search.verify import VERIFY_ROLE, missing_verify_trials
 
 REFRESH_EVERY_S = 60.0
 
@@ -136,7 +138,7 @@ def open_study(
 
 def _fixed_attrs(fixed: dict[str, Any]) -> dict[str, Any]:
     attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
-    return attrs | {k: fixed[k] for k in ("cell", "seed") if k in fixed}
+    return attrs | {k: fixed[k] for k in ("cell", "seed", "verifies") if k in fixed}
 
 
 def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
@@ -176,11 +178,13 @@ def run_worker(
     progress: bool = True,
     create: bool = True,
     allow_changed_spec: bool = False,
+    queued_only: bool = False,
 ) -> int:
     """One worker: run trials until the study's global budget or the deadline is reached.
 
     While it works the study's MLflow parent run is RUNNING; the last worker out refreshes its report
     and ends it (`search.lifecycle.ParentRun`). Ctrl-C marks the running trial and re-raises.
+    With ``queued_only`` (the seed check) it runs only queued trials and stops when none is left.
 
     Returns the number of trials this worker ran.
     """
@@ -193,18 +197,35 @@ def run_worker(
     )
     if study.user_attrs.get("data_hash") not in (None, data.data_hash):
         raise StorageError(f"data: this worker's dataset hash {data.data_hash[:12]} differs from the study's")
+    constant = _constant_predictor(study, data)
     tracker = _tracker(spec, tracking_uri)
     parent = ParentRun(
         study,
         spec,
         tracker,
         params=_parent_params(spec, storage_url, data),
-        tags=_parent_tags(spec, storage_url, data),
+        tags={**_parent_tags(spec, storage_url, data), "fs.plateau_margin": str(constant["margin"])},
     )
     with parent:
+        if tracker is not None and parent.run_id is not None:
+            # The plateau every trial is measured against, on the parent where the Pareto plots are.
+            tracker.log_metrics(
+                parent.run_id,
+                {f"constant_{split}_{k}": v for split in ("val", "test") for k, v in constant[split].items()},
+                step=None,
+            )
         parent.close_dead_runs()
         return _trial_loop(study, spec, parent, data=data, n_trials=n_trials, timeout_s=timeout_s,
-                           threads=threads, progress=progress)  # fmt: skip
+                           threads=threads, progress=progress, queued_only=queued_only)  # fmt: skip
+
+
+def _constant_predictor(study: optuna.Study, data: Any) -> dict[str, Any]:
+    """The constant predictor's metrics, stored on the study once (deterministic from the data)."""
+    constant = study.user_attrs.get("constant_predictor")
+    if constant is None:
+        constant = constant_metrics(data)
+        study.set_user_attr("constant_predictor", constant)
+    return constant
 
 
 def _trial_loop(
@@ -217,6 +238,7 @@ def _trial_loop(
     timeout_s: float | None,
     threads: int,
     progress: bool,
+    queued_only: bool = False,
 ) -> int:
     tracker = parent.tracker
     objective = Objective(spec=spec, data=data, tracker=tracker, threads=threads, progress=progress)
@@ -232,14 +254,22 @@ def _trial_loop(
                 "fail_reason", f"{SURPLUS}: budget of {n_trials} trials reached by other workers"
             )
             raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
+        # Another worker took the last queued trial: Optuna sampled a new one, which this phase must not run.
+        if (queued_only or spec.ablation is not None) and not _enqueued(study, trial):
+            trial.set_user_attr("fail_reason", f"{SURPLUS}: the queue was empty (another worker took it)")
+            raise _Surplus(f"trial {trial.number} not run: only queued trials run now")
         return objective(trial)
 
     while True:
         used, waiting = budget_used(study)
         if deadline is not None and time.time() >= deadline:
             break
-        if spec.ablation is not None and not waiting and not _wait_for_running(study, parent):
-            break  # an ablation runs until its grid × seeds is done; n_trials is only a label
+        if (
+            (spec.ablation is not None or queued_only)
+            and not waiting
+            and not _wait_for_running(study, parent)
+        ):
+            break  # an ablation runs until its grid × seeds is done (n_trials is only a label); so does the seed check
         if not waiting and n_trials is not None and used >= n_trials:
             # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
             # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
@@ -283,11 +313,16 @@ def _is_surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool
 
     Queued trials (fixed trials, retries of dead workers' trials) always run, as in `budget_used`.
     """
-    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
-    if "fixed_params" in system_attrs or "failed_trial" in system_attrs:  # enqueued, or an RDB retry
+    if _enqueued(study, trial):
         return False
     used, _ = budget_used(_Before(study, trial.number))
     return used >= n_trials
+
+
+def _enqueued(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """The trial was taken from the queue (a fixed trial, or an RDB retry), not freshly sampled."""
+    system_attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+    return "fixed_params" in system_attrs or "failed_trial" in system_attrs
 
 
 class _Before:
@@ -387,39 +422,48 @@ def run_study(
     threads, why = choose_threads(jobs=jobs, requested=threads or int(spec.train.get("threads") or 0))
     print(f"threads: {threads} per worker x {jobs} worker{'s' if jobs > 1 else ''} ({why})", flush=True)
     t0 = time.time()
-    try:
+
+    def phase(budget: int | None, timeout_s: float | None, *, queued_only: bool = False) -> None:
         if jobs <= 1:
             run_worker(
                 spec,
                 storage_url=storage_url,
                 tracking_uri=tracking_uri,
-                n_trials=n_trials,
-                timeout_s=spec.timeout_s,
+                n_trials=budget,
+                timeout_s=timeout_s,
                 threads=threads,
                 data=data,
                 progress=progress,
                 allow_changed_spec=allow_changed_spec,
+                queued_only=queued_only,
             )
-        else:
-            # This process holds a lease too, so the parent run stays open until every worker is done.
-            with ParentRun(
-                study,
+            return
+        # This process holds a lease too, so the parent run stays open until every worker is done.
+        with ParentRun(
+            study,
+            spec,
+            _tracker(spec, tracking_uri),
+            params=_parent_params(spec, storage_url, data),
+            tags=_parent_tags(spec, storage_url, data),
+        ):
+            _run_processes(
                 spec,
-                _tracker(spec, tracking_uri),
-                params=_parent_params(spec, storage_url, data),
-                tags=_parent_tags(spec, storage_url, data),
-            ):
-                _run_processes(
-                    spec,
-                    jobs=jobs,
-                    storage_url=storage_url,
-                    tracking_uri=tracking_uri,
-                    n_trials=n_trials,
-                    threads=threads,
-                    allow_changed_spec=allow_changed_spec,
-                    study=study,
-                    progress=progress,
-                )
+                jobs=jobs,
+                storage_url=storage_url,
+                tracking_uri=tracking_uri,
+                n_trials=budget,
+                timeout_s=timeout_s,
+                threads=threads,
+                allow_changed_spec=allow_changed_spec,
+                study=study,
+                progress=progress,
+                queued_only=queued_only,
+            )
+
+    try:
+        phase(n_trials, spec.timeout_s)
+        if spec.verify_seeds and spec.ablation is None and _queue_seed_check(study, spec):
+            phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
     except KeyboardInterrupt:
         print(
             "interrupted: the running trial is marked FAIL; re-run the same command to continue",
@@ -435,6 +479,24 @@ def run_study(
     return study
 
 
+def _queue_seed_check(study: optuna.Study, spec: Any) -> int:
+    """Queue the seed check's missing (member, seed) trials; return how many seed-check trials wait."""
+    for fixed in missing_verify_trials(study, spec, study_records(study, spec)):
+        enqueue_fixed(study, _fixed_attrs(fixed))
+    waiting = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if t.user_attrs.get("role") == VERIFY_ROLE
+    ]
+    if waiting:
+        members = len({t.user_attrs.get("verifies") for t in waiting})
+        print(
+            f"seed check: {len(waiting)} trials to run ({members} configs × up to {spec.verify_seeds} fresh seeds)",
+            flush=True,
+        )
+    return len(waiting)
+
+
 def _run_processes(
     spec: Any,
     *,
@@ -442,10 +504,12 @@ def _run_processes(
     storage_url: str,
     tracking_uri: str,
     n_trials: int | None,
+    timeout_s: float | None,
     threads: int,
     allow_changed_spec: bool,
     study: optuna.Study,
     progress: bool,
+    queued_only: bool = False,
 ) -> None:
     """J worker processes on one machine; a crashed worker does not stop the others.
 
@@ -464,10 +528,12 @@ def _run_processes(
     ]
     if n_trials is not None:
         cmd += ["--n-trials", str(n_trials)]
-    if spec.timeout_s:
-        cmd += ["--timeout-s", str(spec.timeout_s)]
+    if timeout_s:
+        cmd += ["--timeout-s", str(timeout_s)]
     if allow_changed_spec:
         cmd += ["--allow-changed-spec"]
+    if queued_only:
+        cmd += ["--queued-only"]
     env = {**os.environ, "FS_STORAGE": storage_url or "", "FS_TRACKING_URI": tracking_uri}
     env.pop("FS_STORAGE_FILE", None)
     procs = [subprocess.Popen(cmd, env=env, start_new_session=True) for _ in range(jobs)]
@@ -511,7 +577,7 @@ def _update_bar(bar: Any, study: optuna.Study, spec: Any) -> None:
         (
             r["values"]["accuracy"]
             for r in records
-            if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values")
+            if r["state"] == "COMPLETE" and r.get("feasible") and r.get("values") and r["role"] != VERIFY_ROLE
         ),
         default=float("nan"),
     )

@@ -246,3 +246,66 @@ def test_bad_cli_arguments_exit_2(tmp_path: Path) -> None:
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.timeout(1800)  # three studies' worth of process starts: slow on a loaded 2-core machine
+def test_seed_check_with_two_jobs_resume_and_more_seeds(tmp_path: Path, cache_env: dict[str, str]) -> None:
+    """Baseline lr sweep + search, then the seed check in 2 workers; a re-run adds nothing, a 2nd seed adds one each."""
+    from search.records import study_records
+    from search.spec import parse_spec
+
+    study_table = {"n_trials": 3, "baseline_lrs": [1e-3, 4e-3], "verify_seeds": 1}
+    spec = _spec(tmp_path, "seeds", study=study_table, early_stopping={"enabled": False})
+    r = cli(["run", str(spec), "--jobs", "2", "--no-progress"], tmp_path, env=cache_env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "seed check:" in r.stdout
+    everything = load_study(tmp_path, "seeds").get_trials()
+    # two workers racing for the last queued trial leave "surplus" trials that never ran
+    trials = [t for t in everything if "surplus" not in t.user_attrs.get("fail_reason", "")]
+    assert all(t.state.name == "FAIL" and "role" not in t.user_attrs for t in everything if t not in trials)
+    search = [t for t in trials if t.user_attrs["role"] != "verify"]
+    verify = [t for t in trials if t.user_attrs["role"] == "verify"]
+    assert [t.user_attrs["role"] for t in search] == ["baseline", "baseline", "search"]
+    assert all(t.state.name == "COMPLETE" for t in trials)
+    assert all(t.number > max(s.number for s in search) for t in verify)  # after the search
+    study = load_study(tmp_path, "seeds")
+    records = study_records(study, parse_spec(study.user_attrs["spec_raw"], source="seeds"))
+    members = {r["number"] for r in records if (r["pareto"] and r["role"] != "baseline") or r["reference"]}
+    pairs = sorted((t.user_attrs["verifies"], t.user_attrs["seed"]) for t in verify)
+    assert pairs == sorted((m, 1) for m in members)  # each once, a fresh seed
+    assert all(t.user_attrs["config"]["train"]["seed"] == t.user_attrs["seed"] for t in verify)
+    assert all("left_plateau_step" in t.user_attrs for t in trials)
+    assert not any(r["pareto"] for r in records if r["role"] == "verify")
+    runs = mlflow_runs(tmp_path, "seeds")
+    vruns = [r for r in runs if r.data.tags.get("fs.trial_role") == "verify"]
+    assert len(vruns) == len(verify)
+    assert all(
+        r.data.tags["fs.plateau"] == "never" or r.data.tags["fs.plateau"].startswith("left@") for r in vruns
+    )
+    assert {r.info.run_name.rsplit("-s", 1)[-1] for r in vruns} == {"1"}  # the seed is in the name
+    parent = next(r for r in runs if r.data.tags.get("fs.role") == "parent")
+    constant = study.user_attrs["constant_predictor"]
+    assert parent.data.metrics["constant_val_pck_0.1"] == pytest.approx(constant["val"]["pck_0.1"])
+    rep = cli(["report", "seeds"], tmp_path, env=cache_env)
+    assert rep.returncode == 0 and "Seed check" in rep.stdout and "reference baseline" in rep.stdout
+    assert "constant predictor" in rep.stdout and "failed: trial" not in rep.stdout
+
+    r = cli(
+        ["run", str(spec), "--jobs", "2", "--no-progress"], tmp_path, env=cache_env
+    )  # resume: nothing to do
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "seed check:" not in r.stdout
+    assert len(load_study(tmp_path, "seeds").get_trials()) == len(everything)
+
+    study_table["verify_seeds"] = 2
+    spec = _spec(tmp_path, "seeds", study=study_table, early_stopping={"enabled": False})
+    r = cli(
+        ["run", str(spec), "--allow-changed-spec", "--jobs", "2", "--no-progress"], tmp_path, env=cache_env
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    added = load_study(tmp_path, "seeds").get_trials()[len(everything) :]
+    added = [t for t in added if "surplus" not in t.user_attrs.get("fail_reason", "")]
+    assert sorted((t.user_attrs["verifies"], t.user_attrs["seed"]) for t in added) == [
+        (m, 2) for m in sorted(members)
+    ]
+    assert all(t.state.name == "COMPLETE" for t in added)
