@@ -48,13 +48,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.study import run_study
+    from search.rerun import finished_line, finished_study, read_raw_spec
 
-    spec = _load_spec(args.spec)
     if args.jobs < 1:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
     if args.n_trials is not None and args.n_trials < 1:
         raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
+    raw = read_raw_spec(args.spec)
+    study_table = (raw or {}).get("study") or {}
+    n_trials = args.n_trials if args.n_trials is not None else study_table.get("n_trials")
+    tracking = args.tracking_uri or study_table.get("tracking_uri") or ""
+    done = finished_study(
+        raw,
+        storage_url=args.storage if args.storage is not None else str(study_table.get("storage", "")),
+        n_trials=n_trials if isinstance(n_trials, int) and n_trials >= 1 else None,
+        tracking=tracking != "none",
+    )
+    if done is not None and not args.report:  # nothing to run: no torch, dataset or MLflow (seconds each)
+        print(finished_line(done, n_trials))
+        return 0
+
+    from search.study import run_study
+
+    spec = _load_spec(args.spec)
     study = run_study(
         spec,
         n_trials=args.n_trials,

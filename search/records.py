@@ -19,7 +19,17 @@ from optuna.trial import TrialState
 
 from search.pareto import hypervolume_history, pareto_mask
 
+#: Study user attr: the number of finished trials the last complete parent report showed.
+REPORTED_ATTR = "report_finished_trials"
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+#: Marks the fail reason of a trial started after other workers used the budget (it never ran).
+SURPLUS = "surplus"
+
 __all__ = [
+    "FINISHED_STATES",
+    "REPORTED_ATTR",
+    "SURPLUS",
+    "budget_used",
     "study_records",
     "refresh_parent",
     "trial_summary_line",
@@ -27,6 +37,26 @@ __all__ = [
     "objective_points",
     "dominates",
 ]
+
+
+def budget_used(study: optuna.Study) -> tuple[int, int]:
+    """(trials that count against the budget, trials waiting in the queue).
+
+    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). Not counted: a
+    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, and a
+    trial interrupted by Ctrl-C (the budget is for trials that ran).
+    """
+    used = waiting = 0
+    for t in study.get_trials(deepcopy=False):
+        reason = str(t.user_attrs.get("fail_reason", "stale"))
+        own_failure = t.state == TrialState.FAIL and not any(
+            w in reason for w in ("stale", "interrupted", SURPLUS)
+        )
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or own_failure:
+            used += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+    return used, waiting
 
 
 def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
@@ -199,8 +229,16 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     return "\n".join(lines)
 
 
-def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
-    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run."""
+def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances: bool = True) -> None:
+    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run.
+
+    Args:
+        study: the study.
+        spec: its StudySpec.
+        tracker: the study's `StudyTracker`.
+        importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
+            has them, the refreshes during a study skip them).
+    """
     from search.plots import (
         compute_importances,
         hypervolume_plot,
@@ -242,7 +280,11 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
             from search.ablation_stats import ablation_artifacts
 
             files.extend(ablation_artifacts(study, spec, out))
-        imps = compute_importances(study, list(spec.objectives.names)) if spec.ablation is None else {}
+        imps = (
+            compute_importances(study, list(spec.objectives.names))
+            if spec.ablation is None and importances
+            else {}
+        )
         if imps:
             files.append(importance_plot(imps, out / "importances.png"))
             (out / "importances.json").write_text(json.dumps(imps, indent=1))
@@ -254,3 +296,5 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
         r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"
     }
     tracker.update_pareto_tags(front, run_ids)
+    if importances:  # a complete report of this many finished trials exists (see `study.finished_study`)
+        study.set_user_attr(REPORTED_ATTR, sum(r["state"] in FINISHED_STATES for r in records))

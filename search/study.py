@@ -19,7 +19,9 @@ from optuna.trial import TrialState
 
 from search.ablation import ablation_trials
 from search.objective import Objective
-from search.records import refresh_parent, study_records, trial_summary_line
+from search.records import SURPLUS, budget_used, refresh_parent, study_records, trial_summary_line
+from search.report_refresh import BackgroundRefresh
+from search.rerun import finished_line, finished_study
 from search.space import fixed_trials
 from search.storage import (
     StorageError,
@@ -30,9 +32,18 @@ from search.storage import (
 )
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
 
-REFRESH_EVERY_S = 60.0
+#: Seconds between two background refreshes of the parent report during a study.
+REFRESH_EVERY_S = 120.0
 
-__all__ = ["run_study", "run_worker", "open_study", "spec_data", "code_version", "budget_used", "cpu_count"]
+__all__ = [
+    "run_study",
+    "run_worker",
+    "open_study",
+    "spec_data",
+    "code_version",
+    "budget_used",
+    "cpu_count",
+]
 
 
 def spec_data(spec: Any) -> Any:
@@ -150,26 +161,6 @@ def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def budget_used(study: optuna.Study) -> tuple[int, int]:
-    """(trials that count against the budget, trials waiting in the queue).
-
-    Counted: COMPLETE, PRUNED, RUNNING, and FAIL from the objective itself (a NaN run). Not counted: a
-    FAIL from a dead worker (its retry is queued as WAITING and runs regardless), a surplus trial, and a
-    trial interrupted by Ctrl-C (the budget is for trials that ran).
-    """
-    used = waiting = 0
-    for t in study.get_trials(deepcopy=False):
-        reason = str(t.user_attrs.get("fail_reason", "stale"))
-        own_failure = t.state == TrialState.FAIL and not any(
-            w in reason for w in ("stale", "interrupted", _SURPLUS)
-        )
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or own_failure:
-            used += 1
-        elif t.state == TrialState.WAITING:
-            waiting += 1
-    return used, waiting
-
-
 def _tracker(spec: Any, tracking_uri: str, study: optuna.Study) -> StudyTracker | None:
     if tracking_uri == "none":
         return None
@@ -188,8 +179,13 @@ def run_worker(
     progress: bool = True,
     create: bool = True,
     allow_changed_spec: bool = False,
+    final_refresh: bool = True,
 ) -> int:
     """One worker: run trials until the study's global budget or the deadline is reached.
+
+    During the study the parent report is refreshed in a background thread (never between trials);
+    with ``final_refresh`` the complete report is drawn when this worker ran anything (`run_study`
+    draws it itself, so its in-process worker skips it).
 
     Returns the number of trials this worker ran.
     """
@@ -218,7 +214,9 @@ def run_worker(
     deadline = t_start + timeout_s if timeout_s else None
     ran = 0
 
-    last_refresh = [0.0]
+    refresher = BackgroundRefresh(
+        lambda: refresh_parent(study, spec, tracker, importances=False), every_s=REFRESH_EVERY_S
+    )
 
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         print(trial_summary_line(study, spec, frozen, t_start=t_start, n_trials=n_trials), flush=True)
@@ -226,17 +224,13 @@ def run_worker(
             _close_dead_runs(
                 study, tracker
             )  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
-            if (
-                time.time() - last_refresh[0] >= REFRESH_EVERY_S
-            ):  # plots cost seconds: not after every short trial
-                refresh_parent(study, spec, tracker)
-                last_refresh[0] = time.time()
+            refresher.maybe()  # plots cost seconds: drawn beside the next trial, not before it
 
     def guarded(trial: optuna.Trial) -> tuple[float, ...]:
         # Two workers can both see "one trial left" and both start one: the later-numbered is surplus.
         if n_trials is not None and _is_surplus(study, trial, n_trials):
             trial.set_user_attr(
-                "fail_reason", f"{_SURPLUS}: budget of {n_trials} trials reached by other workers"
+                "fail_reason", f"{SURPLUS}: budget of {n_trials} trials reached by other workers"
             )
             raise _Surplus(f"trial {trial.number} not run: budget of {n_trials} trials reached")
         return objective(trial)
@@ -255,12 +249,10 @@ def run_worker(
             break
         study.optimize(guarded, n_trials=1, catch=(Exception,), callbacks=[after_trial], gc_after_trial=False)
         ran += 1
-    if tracker is not None and ran:
+    refresher.join()
+    if tracker is not None and ran and final_refresh:
         refresh_parent(study, spec, tracker)
     return ran
-
-
-_SURPLUS = "surplus"
 
 
 class _Surplus(RuntimeError):
@@ -373,6 +365,12 @@ def run_study(
     storage_url = storage_url if storage_url is not None else spec.storage
     tracking_uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     n_trials = n_trials if n_trials is not None else spec.n_trials
+    done = finished_study(
+        spec.raw, storage_url=storage_url, n_trials=n_trials, tracking=tracking_uri != "none"
+    )
+    if done is not None:  # nothing to run: skip the dataset, MLflow and the report (seconds each)
+        print(finished_line(done, n_trials))
+        return done
     data = spec_data(spec)
     if tracking_uri != "none":
         ensure_local_store(tracking_uri)
@@ -408,6 +406,7 @@ def run_study(
                 data=data,
                 progress=progress,
                 allow_changed_spec=allow_changed_spec,
+                final_refresh=False,  # the `finally` below draws it
             )
         else:
             _run_processes(
