@@ -9,6 +9,9 @@ trials (the baseline) come first. Each one is trained like a live trial (same da
 val *and* test metrics recorded every `--eval-every` steps, its costs measured as the objective measures
 them (the baseline timed in the same process), and its step, evaluation and cost-measurement times.
 Over-budget configurations get costs only, as a live study would skip them; `--n` counts trained rows.
+Latency is timed with the thread clock by default (`--latency-clock`; CPU time of the timing thread,
+which a busy machine does not inflate; the spec's threads must be 1), so a recording that runs for
+hours beside other work keeps comparable latencies.
 
 Resumable: every finished configuration rewrites the table atomically, so a crash or Ctrl-C loses at most
 the one being trained, and re-running the same command continues at the next missing index (it refuses
@@ -106,7 +109,7 @@ def plan(spec: Any, seed: int):
 
 
 def record_one(
-    spec: Any, data: Any, config: dict[str, Any], *, threads: int, eval_every: int, baseline: Any
+    spec: Any, data: Any, config: dict[str, Any], *, threads: int, eval_every: int, baseline: Any, clock: str
 ) -> dict[str, Any]:
     """Costs, then (if within budget) a full training run with val/test every `eval_every` steps."""
     import copy
@@ -121,7 +124,9 @@ def record_one(
     if model.get("backbone") == "baseline":
         costs = baseline
     else:
-        costs = measure_costs(model, latency_spec=spec.latency, baseline_ms=baseline.latency.median_ms)
+        costs = measure_costs(
+            model, latency_spec=latency_protocol(spec, clock), baseline_ms=baseline.latency.median_ms
+        )
     cost_s = time.perf_counter() - t0
     feasible = all(v <= 0 for v in constraint_values(costs, spec.constraints).values())
     row: dict[str, Any] = {
@@ -143,14 +148,14 @@ def record_one(
     tcfg = dict(config["train"], eval_every=eval_every, threads=threads)
     val_curve: list[tuple[int, dict[str, float]]] = []
     failed = None
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     try:
         result = train(
             model, tcfg, data, callback=lambda s, m: val_curve.append((s, m)), progress=False, track_test=True
         )
     except TrainingDiverged as e:
         result, failed = None, {"step": e.step, "reason": str(e)}
-    wall = time.perf_counter() - t1
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
     steps = [s for s, _ in val_curve]
     test_curve = dict(result.test_history) if result is not None else {}
     row.update(
@@ -162,6 +167,7 @@ def record_one(
         else {},
         failed=failed,
         wall_s=_round(wall),
+        cpu_s=_round(cpu),  # CPU seconds of the run: on a busy machine, wall_s / cpu_s shows the contention
     )
     if result is not None:
         row.update(
@@ -171,6 +177,11 @@ def record_one(
             test_eval_s=_round(result.test_eval_s / max(1, len(steps))),
         )
     return row
+
+
+def latency_protocol(spec: Any, clock: str) -> dict[str, Any]:
+    """The spec's latency protocol with the recording's clock (`search.costs.measure_latency`)."""
+    return {**spec.latency.to_dict(), "clock": clock}
 
 
 def _hms(s: float) -> str:
@@ -186,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps (tiny smoke runs)")
     p.add_argument("--eval-every", type=int, default=50, help="record val/test every this many steps")
+    p.add_argument(
+        "--latency-clock",
+        choices=("thread", "wall"),
+        default="thread",
+        help="thread (default): CPU time of the timing thread, stable over hours on a shared machine; "
+        "wall: what a live study records",
+    )
     args = p.parse_args(argv)
     try:
         return record(args, argv if argv is not None else sys.argv[1:])
@@ -237,13 +255,14 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         "sample_seed": SAMPLE_SEED,
         "eval_every": args.eval_every,
         "threads": threads,
+        "latency_clock": args.latency_clock,
         "sessions": [session],
     }
     rows: list[dict[str, Any]] = []
     if out.exists():
         table = read_table(out)
         old = table.header
-        for key in ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads"):
+        for key in ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads", "latency_clock"):
             if old.get(key) != header[key]:
                 raise TableError(
                     f"--out: {out} was recorded with {key}={old.get(key)!r}, this run has {header[key]!r}; "
@@ -260,7 +279,9 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     )
     base_cfg = resolve_config(spec, {}, overrides={"model": {"backbone": "baseline"}})
     base_model = dict(base_cfg["model"], num_keypoints=data.num_keypoints)
-    base = measure_costs(base_model, latency_spec=spec.latency, baseline_ms=None)
+    base = measure_costs(
+        base_model, latency_spec=latency_protocol(spec, args.latency_clock), baseline_ms=None
+    )
     base = dataclasses.replace(base, baseline_latency_ms=base.latency.median_ms, latency_ratio=1.0)
     t_start, this_run = time.time(), 0
     for index, role, name, params, config in plan(spec, SAMPLE_SEED):
@@ -269,7 +290,15 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         if index in done:
             continue
         row = {"kind": "row", "index": index, "role": role, "name": name, "params": params, "config": config}
-        row |= record_one(spec, data, config, threads=threads, eval_every=args.eval_every, baseline=base)
+        row |= record_one(
+            spec,
+            data,
+            config,
+            threads=threads,
+            eval_every=args.eval_every,
+            baseline=base,
+            clock=args.latency_clock,
+        )
         row["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         rows.append(row)
         write_table(out, header, rows)
