@@ -70,7 +70,8 @@ def machine(threads: int) -> dict[str, Any]:
 
 
 def load(spec_path: str, steps: int | None) -> Any:
-    """The spec, with `--steps` applied (rungs at or beyond the new budget are dropped)."""
+    """The spec, with `--steps` applied (rungs at or beyond the new budget dropped, warm-up and
+    evaluation interval shortened to fit)."""
     from search.spec import load_spec, parse_spec
 
     if steps is None:
@@ -81,7 +82,11 @@ def load(spec_path: str, steps: int | None) -> Any:
         from search.spec import SpecError
 
         raise SpecError(f"{spec_path}: cannot read the spec: {e}") from None
-    raw.setdefault("train", {})["steps"] = steps
+    train = raw.setdefault("train", {})
+    train["steps"] = steps
+    for key, cap in (("warmup_steps", steps // 4), ("eval_every", steps)):  # keep the shortened spec valid
+        if key in train:
+            train[key] = min(int(train[key]), cap)
     es = raw.setdefault("early_stopping", {})
     es["rungs"] = [r for r in es.get("rungs", []) if r < steps]
     return parse_spec(raw, source=spec_path)

@@ -285,6 +285,9 @@ def simulate_study(
     return out
 
 
+_NEVER = 1e9
+
+
 def _arm(sampler: str, stopping: str) -> str:
     return f"{sampler}/{stopping}"
 
@@ -333,13 +336,15 @@ def summarise(
                 wins += mine > theirs
                 ratios.append(mine / theirs if theirs > 0 else math.inf)
         n = len(per_seed)
-        q = np.quantile(fracs, [0.25, 0.5, 0.75]) if fracs else [math.nan] * 3
+        # "never" is a large finite stand-in, so quantiles through it read "never" instead of NaN.
+        q = np.quantile(np.minimum(fracs, _NEVER), [0.25, 0.5, 0.75]) if fracs else [math.nan] * 3
+        qs = [("never" if x >= _NEVER / 2 else f"{x:.2f}") for x in q]
         final = f"{np.median(finals):.3f}" if finals else "n/a"
         never = sum(math.isinf(f) for f in fracs)
         star = " (default)" if (sampler, stopping) == default else ""
         lines.append(
             f"{_arm(sampler, stopping) + star:<24} reaches 95% of the no-stopping final HV in a median "
-            f"{q[1]:.2f} of its time (IQR {q[0]:.2f}-{q[2]:.2f}; never in {never}/{len(fracs)}); final HV "
+            f"{qs[1]} of its time (IQR {qs[0]}-{qs[2]}; never in {never}/{len(fracs)}); final HV "
             f"{final}x no-stopping; pruned {pruned / max(1, total):.0%}; repeated rows "
             f"{repeats / max(1, total):.0%}; vs random/none at equal time: HV x{np.median(ratios):.3f}, "
             f"higher in {wins}/{n}"
