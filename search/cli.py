@@ -116,6 +116,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         samplers=samplers,
         stoppings=stoppings,
+        clock=args.clock,
     )
     print("\n".join(lines))
     print(f"wrote {Path(args.out) / 'simulate.csv'}, simulate_trials.csv, simulate.png")
@@ -364,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stopping",
         default=None,
         help="comma-separated: none and rules (default: none, mo-asha, the default rule)",
+    )
+    q.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: recorded seconds; cpu: scaled by each row's CPU share (tables recorded on a busy machine)",
     )
     q.set_defaults(func=cmd_simulate)
 

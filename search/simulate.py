@@ -20,7 +20,8 @@ is repeats: two nearby samples can land on the same row; the share of such trial
 
 Timing: a trial takes the table's cost-measurement time, then per step its recorded train time, plus
 the recorded evaluation time at every step the live run would evaluate (``eval_every``, the rungs, the
-end). Each of the W workers is one such machine; the spec's ``timeout_min`` is ignored (the budget is
+end). ``--clock cpu`` scales each row's seconds by its CPU share when it was recorded, for tables
+recorded beside other work (`time_scales`). Each of the W workers is one such machine; the spec's ``timeout_min`` is ignored (the budget is
 ``n_trials``), and so are per-trial fixed costs the table does not hold (sampling, logging).
 """
 
@@ -47,7 +48,15 @@ from search.study import make_sampler
 from search.table import Table, TableError
 from search.task.train import TrainConfig
 
-__all__ = ["SAMPLERS", "check_table", "simulate_study", "simulate", "summarise", "DEFAULT_TABLE"]
+__all__ = [
+    "SAMPLERS",
+    "check_table",
+    "time_scales",
+    "simulate_study",
+    "simulate",
+    "summarise",
+    "DEFAULT_TABLE",
+]
 
 SAMPLERS = ("random", "tpe", "nsga2")
 DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "bench" / "tables" / "default.jsonl.gz"
@@ -133,7 +142,34 @@ class _Run:
     events: list[tuple[float, str, int]]  # (time, "rung" | "fail" | "end", step), in time order
 
 
-def _schedule(spec: Any, row: dict[str, Any], t0: float, stoppable: bool) -> list[tuple[float, str, int]]:
+def time_scales(table: Table, clock: str) -> dict[int, float]:
+    """Row index → factor on its recorded seconds: 1 for ``"wall"``; for ``"cpu"`` the row's CPU seconds
+    per thread over its wall seconds, i.e. its time on an idle machine when it was recorded on a busy one
+    (rows without a training run, the over-budget ones, get the median factor).
+
+    Raises:
+        TableError: ``"cpu"`` on a table whose trained rows have no ``cpu_s``.
+    """
+    if clock == "wall":
+        return {r["index"]: 1.0 for r in table.rows}
+    if clock != "cpu":
+        raise TableError(f"--clock: must be wall or cpu, got {clock!r}")
+    threads = max(1, int(table.header.get("threads") or 1))
+    factors = {}
+    for r in table.rows:
+        if r.get("trained"):
+            if not r.get("cpu_s") or not r.get("wall_s"):
+                raise TableError(
+                    f"--clock cpu: row {r['index']} of {table.path} has no cpu_s; use --clock wall"
+                )
+            factors[r["index"]] = min(1.0, r["cpu_s"] / (r["wall_s"] * threads))
+    typical = float(np.median(list(factors.values()))) if factors else 1.0
+    return {r["index"]: factors.get(r["index"], typical) for r in table.rows}
+
+
+def _schedule(
+    spec: Any, row: dict[str, Any], t0: float, stoppable: bool, scale: float
+) -> list[tuple[float, str, int]]:
     """Times at which the trial reaches its rungs, fails, or ends, as the live run would."""
     train = row["config"]["train"]
     live = TrainConfig(
@@ -141,9 +177,9 @@ def _schedule(spec: Any, row: dict[str, Any], t0: float, stoppable: bool) -> lis
         eval_every=int(spec.train.get("eval_every", train["eval_every"])),
         eval_steps=tuple(r for r in spec.early_stopping.rungs if r < train["steps"]),
     ).evaluation_steps()
-    step_s = float(row.get("train_s_per_step") or 0.0) + float(row.get("data_s_per_step") or 0.0)
-    eval_s = float(row.get("eval_s") or 0.0)
-    t = t0 + float(row.get("cost_s") or 0.0)
+    step_s = scale * (float(row.get("train_s_per_step") or 0.0) + float(row.get("data_s_per_step") or 0.0))
+    eval_s = scale * float(row.get("eval_s") or 0.0)
+    t = t0 + scale * float(row.get("cost_s") or 0.0)
 
     def at(step: int, evals_upto: int) -> float:  # training through `step`, evaluations through `evals_upto`
         return t + step * step_s + eval_s * sum(1 for s in live if s <= evals_upto)
@@ -162,7 +198,15 @@ def _schedule(spec: Any, row: dict[str, Any], t0: float, stoppable: bool) -> lis
 
 
 def simulate_study(
-    spec: Any, table: Table, *, sampler: str, stopping: str, seed: int, workers: int, n_trials: int
+    spec: Any,
+    table: Table,
+    *,
+    sampler: str,
+    stopping: str,
+    seed: int,
+    workers: int,
+    n_trials: int,
+    clock: str = "wall",
 ) -> list[dict[str, Any]]:
     """Run one study against ``table``; return one record per finished trial, in finishing order.
 
@@ -174,6 +218,7 @@ def simulate_study(
         seed: the sampler seed.
         workers: asynchronous workers (each one trial at a time).
         n_trials: trials in the study, fixed trials included (as ``study.n_trials``).
+        clock: ``"wall"`` (the recorded seconds) or ``"cpu"`` (see :func:`time_scales`).
 
     Returns:
         dicts with ``trial``, ``role``, ``row``, ``distance``, ``state``, ``stop_rung``, ``start``,
@@ -194,6 +239,7 @@ def simulate_study(
     names = ["accuracy", *spec.objectives.minimize]
     reference = [spec.hypervolume_reference[n] for n in names]
     acc_key = spec.objectives.accuracy
+    scales = time_scales(table, clock)
     heap: list[tuple[float, int, _Run]] = []
     order = itertools.count()
     started = 0
@@ -222,9 +268,9 @@ def simulate_study(
         if not feasible and role == "search":  # over budget: skipped without training, as live
             over = ", ".join(k for k, v in violations.items() if v > 0)
             trial.set_user_attr("skipped", f"over budget: {over}")
-            events = [(t + float(row.get("cost_s") or 0.0), "skip", 0)]
+            events = [(t + scales[row["index"]] * float(row.get("cost_s") or 0.0), "skip", 0)]
         else:
-            events = _schedule(spec, row, t, stoppable=role == "search")
+            events = _schedule(spec, row, t, stoppable=role == "search", scale=scales[row["index"]])
         run = _Run(trial, role, row, distance, cost_attrs, t, events)
         heapq.heappush(heap, (events[0][0], next(order), run))
 
@@ -363,6 +409,7 @@ def simulate(
     samplers: tuple[str, ...] = SAMPLERS,
     stoppings: tuple[str, ...] | None = None,
     progress: bool = True,
+    clock: str = "wall",
 ) -> list[str]:
     """Every arm × seed; writes ``simulate.csv``, ``simulate_trials.csv``, ``simulate.png`` under ``out_dir``.
 
@@ -376,6 +423,7 @@ def simulate(
         samplers: samplers to compare.
         stoppings: ``"none"`` and rules (default: none, mo-asha and the spec's default rule).
         progress: print one line per finished arm.
+        clock: ``"wall"`` or ``"cpu"`` (:func:`time_scales`).
 
     Returns:
         The summary lines (:func:`summarise`).
@@ -384,6 +432,7 @@ def simulate(
     from search.spec_schema import DEFAULT_STOPPING_RULE
 
     check_table(spec, table)
+    time_scales(table, clock)  # refuse a clock the table cannot give before simulating anything
     n_trials = n_trials or spec.n_trials
     if not n_trials:
         raise TableError("--n-trials: the spec sets no study.n_trials; give --n-trials")
@@ -405,6 +454,7 @@ def simulate(
                     seed=spec.seed + k,
                     workers=workers,
                     n_trials=n_trials,
+                    clock=clock,
                 )  # fmt: skip
                 for k in range(seeds)
             ]

@@ -61,7 +61,7 @@ def synthetic_table(spec, path: Path) -> Table:
                 "cost_s": 1.5, "feasible": cost <= 20_000, "trained": True, "steps": list(STEPS),
                 "val": curve, "test": {k: v for k, v in curve.items() if k != "loss"},
                 "train_s_per_step": 0.01 * (1 + cost / 5000), "data_s_per_step": 0.001, "eval_s": 0.5,
-                "failed": None,
+                "failed": None, "wall_s": 10.0, "cpu_s": 5.0,
             }
         )  # fmt: skip
 
@@ -156,9 +156,11 @@ def test_simulator_is_deterministic_per_seed(table: Table) -> None:
     assert hv == sorted(hv) and hv[-1] > 0
 
 
-def test_clock_follows_the_recorded_times(table: Table) -> None:
+@pytest.mark.parametrize(("clock", "scale"), [("wall", 1.0), ("cpu", 0.5)])
+def test_clock_follows_the_recorded_times(table: Table, clock: str, scale: float) -> None:
     spec = tiny_spec(enabled=False)
-    recs = simulate_study(spec, table, sampler="random", stopping="none", seed=0, workers=1, n_trials=4)
+    kw = {"sampler": "random", "stopping": "none", "seed": 0, "workers": 1, "n_trials": 4}
+    recs = simulate_study(spec, table, clock=clock, **kw)
     by_index = {r["index"]: r for r in table.rows}
     t = 0.0
     for rec in recs:  # one worker: trials run back to back
@@ -168,8 +170,17 @@ def test_clock_follows_the_recorded_times(table: Table) -> None:
             expected = row["cost_s"]
         else:  # costs, 200 steps, evaluations at 50/100/150/200, then the test split
             expected = row["cost_s"] + 200 * (row["train_s_per_step"] + row["data_s_per_step"]) + 5 * 0.5
-        assert rec["end"] - rec["start"] == pytest.approx(expected)
+        # cpu clock: each row ran with 5 CPU seconds in 10 wall seconds, so it counts half
+        assert rec["end"] - rec["start"] == pytest.approx(scale * expected)
         t = rec["end"]
+
+
+def test_cpu_clock_needs_cpu_seconds(tmp_path: Path, table: Table) -> None:
+    rows = [{k: v for k, v in r.items() if k != "cpu_s"} for r in table.rows]
+    write_table(tmp_path / "old.jsonl", table.header, rows)
+    with pytest.raises(TableError, match="no cpu_s"):
+        simulate_study(tiny_spec(), read_table(tmp_path / "old.jsonl"), sampler="random", stopping="none",
+                       seed=0, workers=1, n_trials=2, clock="cpu")  # fmt: skip
 
 
 def _live_study(spec, table: Table, monkeypatch: pytest.MonkeyPatch, n_trials: int) -> optuna.Study:
