@@ -32,9 +32,10 @@ def _bad_input_types() -> tuple[type[BaseException], ...]:
     from search.reproduce import ReproduceError
     from search.spec import SpecError
     from search.storage import StorageError
+    from search.table import TableError
     from search.task.errors import DataError
 
-    return (SpecError, StorageError, DataError, ReproduceError)
+    return (SpecError, StorageError, DataError, ReproduceError, TableError)
 
 
 def storage_url(args: argparse.Namespace, spec: Any = None) -> str | None:
@@ -89,13 +90,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.study import run_study
+    from search.rerun import finished_line, finished_study, read_raw_spec
 
-    spec = _load_spec(args.spec)
     if args.jobs < 1:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
     if args.n_trials is not None and args.n_trials < 1:
         raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
+    raw = read_raw_spec(args.spec)
+    study_table = (raw or {}).get("study") or {}
+    n_trials = args.n_trials if args.n_trials is not None else study_table.get("n_trials")
+    tracking = args.tracking_uri or study_table.get("tracking_uri") or ""
+    done = finished_study(
+        raw,
+        storage_url=args.storage if args.storage is not None else str(study_table.get("storage", "")),
+        n_trials=n_trials if isinstance(n_trials, int) and n_trials >= 1 else None,
+        tracking=tracking != "none",
+    )
+    if done is not None and not args.report:  # nothing to run: no torch, dataset or MLflow (seconds each)
+        print(finished_line(done, n_trials))
+        return 0
+
+    from search.study import run_study
+
+    spec = _load_spec(args.spec)
     study = run_study(
         spec,
         n_trials=args.n_trials,
@@ -110,6 +127,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         from search.records import report_text
 
         print(report_text(study, spec))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from search.simulate import DEFAULT_TABLE, simulate
+    from search.spec_schema import SAMPLERS, STOPPING_RULES
+    from search.table import read_table
+
+    spec = _load_spec(args.spec)
+    for name in ("seeds", "workers"):
+        if getattr(args, name) < 1:
+            raise_bad(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
+    samplers = tuple(args.samplers.split(","))
+    stoppings = tuple(args.stopping.split(",")) if args.stopping else None
+    for s in samplers:
+        if s not in SAMPLERS:
+            raise_bad("--samplers", f"unknown sampler {s!r}; allowed: {', '.join(SAMPLERS)}")
+    for s in stoppings or ():
+        if s not in ("none", *STOPPING_RULES):
+            raise_bad("--stopping", f"unknown rule {s!r}; allowed: none, {', '.join(STOPPING_RULES)}")
+    table = read_table(args.table or DEFAULT_TABLE)
+    lines = simulate(
+        spec,
+        table,
+        seeds=args.seeds,
+        workers=args.workers,
+        out_dir=args.out,
+        n_trials=args.n_trials,
+        samplers=samplers,
+        stoppings=stoppings,
+        clock=args.clock,
+    )
+    print("\n".join(lines))
+    print(f"wrote {Path(args.out) / 'simulate.csv'}, simulate_trials.csv, simulate.png")
     return 0
 
 
@@ -367,6 +420,29 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true")
     storage_flags(q)
     q.set_defaults(func=cmd_worker)
+
+    q = sub.add_parser("simulate", help="replay studies against a learning-curve table (simulated clock)")
+    q.add_argument("spec")
+    q.add_argument(
+        "--table", default=None, help="learning-curve table (default bench/tables/default.jsonl.gz)"
+    )
+    q.add_argument("--seeds", type=int, default=20, help="studies per arm")
+    q.add_argument("--workers", type=int, default=1, help="asynchronous workers per study")
+    q.add_argument("--out", default="simulate", help="folder for simulate.csv and simulate.png")
+    q.add_argument("--n-trials", type=int, default=None, help="trials per study (default: the spec's)")
+    q.add_argument("--samplers", default="random,tpe,nsga2", help="comma-separated samplers")
+    q.add_argument(
+        "--stopping",
+        default=None,
+        help="comma-separated: none and rules (default: none, mo-asha, the default rule)",
+    )
+    q.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: recorded seconds; cpu: scaled by each row's CPU share (tables recorded on a busy machine)",
+    )
+    q.set_defaults(func=cmd_simulate)
 
     q = sub.add_parser("report", help="Pareto table (or ablation report) of a study")
     q.add_argument("name")

@@ -18,13 +18,13 @@ import optuna
 
 from search.costs import constraint_values, measure_costs
 from search.space import BASELINE_OVERRIDES, resolve_config, sample_params
-from search.stopping import ParetoASHA
+from search.stopping import pruner_for, stop_at_rung
 from search.storage import worker_id
 from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
 from search.tracking import StudyTracker, flatten_config, run_name
 
-__all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "METRIC_KEYS"]
+__all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "record_costs", "METRIC_KEYS"]
 
 METRIC_KEYS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme")
 #: Roles that are never skipped over budget nor stopped early: reference points, ablation cells, seed checks.
@@ -34,6 +34,41 @@ ALWAYS_TRAIN = ("baseline", "cell", "verify")
 def objective_values(spec: Any, accuracy: float, user_attrs: dict[str, Any]) -> tuple[float, ...]:
     """The objective tuple in spec order: (val accuracy, *minimised costs)."""
     return (accuracy, *(float(user_attrs[name]) for name in spec.objectives.minimize))
+
+
+def record_costs(
+    trial: optuna.Trial, spec: Any, costs: Any, baseline_ms: float
+) -> tuple[dict[str, Any], dict[str, float], bool]:
+    """Store a trial's costs as user attrs and its budget violations as Optuna constraints.
+
+    The live objective and the simulator (`search.simulate`) both call this, so constraints reach the
+    sampler the same way in both.
+
+    Args:
+        trial: the live trial.
+        spec: the StudySpec (its ``constraints``).
+        costs: a `search.costs.Costs`.
+        baseline_ms: the baseline's latency timed in the same process.
+
+    Returns:
+        (cost attrs, constraint violations, feasible).
+    """
+    cost_attrs = {
+        "params": costs.params,
+        "flops": costs.flops,
+        "latency_ms": costs.latency.median_ms,
+        "latency_iqr_ms": costs.latency.iqr_ms,
+        "latency_ratio": costs.latency_ratio,
+        "baseline_latency_ms": baseline_ms,
+    }
+    for k, v in cost_attrs.items():
+        trial.set_user_attr(k, v)
+    violations = constraint_values(costs, spec.constraints)
+    for k, v in violations.items():
+        trial.set_constraint(k, v)
+    feasible = all(v <= 0 for v in violations.values())
+    trial.set_user_attr("feasible", feasible)
+    return cost_attrs, violations, feasible
 
 
 @dataclass
@@ -163,21 +198,7 @@ class Objective:
             )  # the same measurement the ratios use: the baseline's ratio is exactly 1
         else:
             costs = measure_costs(config["model"], latency_spec=spec.latency, baseline_ms=baseline_ms)
-        cost_attrs = {
-            "params": costs.params,
-            "flops": costs.flops,
-            "latency_ms": costs.latency.median_ms,
-            "latency_iqr_ms": costs.latency.iqr_ms,
-            "latency_ratio": costs.latency_ratio,
-            "baseline_latency_ms": baseline_ms,
-        }
-        for k, v in cost_attrs.items():
-            trial.set_user_attr(k, v)
-        violations = constraint_values(costs, spec.constraints)
-        for k, v in violations.items():
-            trial.set_constraint(k, v)
-        feasible = all(v <= 0 for v in violations.values())
-        trial.set_user_attr("feasible", feasible)
+        cost_attrs, violations, feasible = record_costs(trial, spec, costs, baseline_ms)
         if self.tracker is not None:
             self.tracker.log_metrics(
                 run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
@@ -194,12 +215,7 @@ class Objective:
             # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
             return objective_values(spec, 0.0, cost_attrs)
 
-        pruner = ParetoASHA(
-            rungs=spec.early_stopping.rungs,
-            eta=spec.early_stopping.eta,
-            directions=spec.objectives.directions,
-            enabled=spec.early_stopping.enabled,
-        )
+        pruner = pruner_for(spec)
         study = trial.study
         # Has the run left the constant-predictor plateau, and when? (None until it has.)
         plateau_bar = self.constant()["val"][spec.objectives.accuracy] + self.constant()["margin"]
@@ -214,10 +230,7 @@ class Objective:
                 left.append(step)
                 trial.set_user_attr("left_plateau_step", step)
             if step in spec.early_stopping.rungs and role not in ALWAYS_TRAIN:
-                values = objective_values(spec, acc, cost_attrs)
-                if not pruner.check(study, trial, step, values):
-                    trial.set_user_attr("stop_rung", step)
-                    raise optuna.TrialPruned(f"stopped at rung {step}")
+                stop_at_rung(pruner, study, trial, step, objective_values(spec, acc, cost_attrs))
 
         result = train(
             config["model"],

@@ -32,6 +32,7 @@ __all__ = [
     "dominates",
     "hypervolume_plot",
     "importance_plot",
+    "simulation_plot",
     "pareto_plots",
     "pareto_table",
 ]
@@ -482,3 +483,51 @@ def compute_importances(study: optuna.Study, names: Sequence[str]) -> dict[str, 
         if imp:
             out[str(name)] = {str(k): float(v) for k, v in imp.items()}
     return out
+
+
+def simulation_plot(
+    curves: Mapping[str, Sequence[Sequence[tuple[float, float]]]],
+    path: str | os.PathLike[str],
+    *,
+    default: str = "",
+) -> Path:
+    """Hypervolume vs simulated time: median and interquartile band over seeds, one panel per sampler.
+
+    Args:
+        curves: arm (``"sampler/stopping"``) → per seed, ``(time, hypervolume)`` after each finished trial.
+        path: PNG path.
+        default: the arm the spec's defaults run (drawn thicker, marked in the legend).
+
+    Returns:
+        ``path``.
+    """
+    import numpy as np
+
+    samplers = list(dict.fromkeys(arm.split("/")[0] for arm in curves))
+    fig = _figure(4.2 * max(1, len(samplers)), 3.8)
+    axes = fig.subplots(1, max(1, len(samplers)), sharey=True, squeeze=False)[0]
+    t_max = max((run[-1][0] for runs in curves.values() for run in runs if run), default=1.0)
+    grid = np.linspace(0.0, t_max, 300)
+    colors = {}
+    for arm, runs in curves.items():
+        sampler, stopping = arm.split("/", 1)
+        ax = axes[samplers.index(sampler)]
+        color = colors.setdefault(stopping, f"C{len(colors)}")
+        table = []
+        for run in runs:  # each seed's hypervolume as a step function of time, held after its end
+            ts = np.array([0.0, *(t for t, _ in run)])
+            hv = np.array([0.0, *(h for _, h in run)])
+            table.append(hv[np.searchsorted(ts, grid, side="right") - 1])
+        if not table:
+            continue
+        q25, q50, q75 = np.quantile(np.array(table), [0.25, 0.5, 0.75], axis=0)
+        label = stopping + (" (default)" if arm == default else "")
+        ax.plot(grid, q50, color=color, lw=2.4 if arm == default else 1.4, label=label)
+        ax.fill_between(grid, q25, q75, color=color, alpha=0.18, lw=0)
+    for ax, sampler in zip(axes, samplers, strict=False):
+        ax.set_title(f"sampler {sampler}")
+        ax.set_xlabel("simulated time (s)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("hypervolume (median, IQR band)")
+    return _save(fig, path)

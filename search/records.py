@@ -21,7 +21,15 @@ from search.pareto import hypervolume_history, pareto_mask
 from search.task.plateau import left_plateau_step, plateau_label
 from search.verify import VERIFY_ROLE, reference_baseline, verify_lines, verify_rows, write_verify_csv
 
+#: Study user attr: the number of finished trials the last complete parent report showed.
+REPORTED_ATTR = "report_finished_trials"
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+#: Marks the fail reason of a trial started after other workers used the budget (it never ran).
+SURPLUS = "surplus"
+
 __all__ = [
+    "FINISHED_STATES",
+    "REPORTED_ATTR",
     "SURPLUS",
     "budget_used",
     "constant_line",
@@ -33,9 +41,6 @@ __all__ = [
     "objective_points",
     "dominates",
 ]
-
-
-SURPLUS = "surplus"
 
 
 def counts_against_budget(trial: optuna.trial.FrozenTrial) -> bool:
@@ -311,8 +316,16 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     return "\n".join(lines)
 
 
-def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
-    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run."""
+def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances: bool = True) -> None:
+    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run.
+
+    Args:
+        study: the study.
+        spec: its StudySpec.
+        tracker: the study's `StudyTracker`.
+        importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
+            has them, the refreshes during a study skip them).
+    """
     from search.plots import (
         compute_importances,
         hypervolume_plot,
@@ -368,7 +381,11 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
             from search.ablation_stats import ablation_artifacts
 
             files.extend(ablation_artifacts(study, spec, out))
-        imps = compute_importances(study, list(spec.objectives.names)) if spec.ablation is None else {}
+        imps = (
+            compute_importances(study, list(spec.objectives.names))
+            if spec.ablation is None and importances
+            else {}
+        )
         if imps:
             files.append(importance_plot(imps, out / "importances.png"))
             (out / "importances.json").write_text(json.dumps(imps, indent=1))
@@ -380,3 +397,5 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any) -> None:
         r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"
     }
     tracker.update_pareto_tags(front, run_ids)
+    if importances:  # a complete report of this many finished trials exists (see `study.finished_study`)
+        study.set_user_attr(REPORTED_ATTR, sum(r["state"] in FINISHED_STATES for r in records))

@@ -32,11 +32,13 @@ from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public 
     ACCURACY_METRICS,
     DATASET_SCHEMES,
     DEFAULT_HV_REFERENCE,
+    DEFAULT_STOPPING_RULE,
     DERIVED_ARCH,
     MINIMIZE_METRICS,
     MODEL_DIMS,
     MODEL_KEYS,
     SAMPLERS,
+    STOPPING_RULES,
     ConstraintSpec,
     DataSpec,
     Dimension,
@@ -323,7 +325,10 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
             f"rung {rungs[-1]} is not below train.steps={min_steps}",
             f"steps in 1..{min_steps - 1}",
         )
-    early_stopping = EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta)
+    rule = _str(source, "early_stopping.rule", es.get("rule", DEFAULT_STOPPING_RULE))
+    if rule not in STOPPING_RULES:
+        raise _fail(source, "early_stopping.rule", f"unknown rule {rule!r}", STOPPING_RULES)
+    early_stopping = EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta, rule=rule)
 
     # [hypervolume] -------------------------------------------------------------------------------------
     hv_ref = dict(DEFAULT_HV_REFERENCE)

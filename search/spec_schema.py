@@ -26,6 +26,8 @@ __all__ = [
     "MODEL_DIMS",
     "MODEL_KEYS",
     "SAMPLERS",
+    "STOPPING_RULES",
+    "DEFAULT_STOPPING_RULE",
     "ConstraintSpec",
     "DataSpec",
     "Dimension",
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
+#: Early-stopping promotion rules (``search.stopping.RULES``; kept here so the spec needs no optuna).
+STOPPING_RULES = ("mo-asha", "cost-asha", "hv-asha")
+#: The rule a spec without ``[early_stopping] rule`` gets (chosen from the simulator's evidence, README).
+DEFAULT_STOPPING_RULE = "mo-asha"
 ACCURACY_METRICS = ("pck_0.05", "pck_0.1", "pck_0.2")
 MINIMIZE_METRICS = ("params", "flops", "latency_ms")
 DATASET_SCHEMES = ("synthetic:", "npz:", "coco:")
@@ -72,7 +78,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "objectives": ("accuracy", "minimize"),
     "constraints": ("max_params", "max_latency_ms", "max_flops"),
     "latency": ("device", "batch_size", "threads", "warmup", "repeats"),
-    "early_stopping": ("enabled", "rungs", "eta"),
+    "early_stopping": ("enabled", "rungs", "eta", "rule"),
     "hypervolume": ("reference",),
 }
 _TOP_LEVEL = (*_SCHEMA, "train", "model", "baseline", "space", "ablation")
@@ -272,9 +278,12 @@ class EarlyStoppingSpec:
     enabled: bool = True
     rungs: tuple[int, ...] = ()
     eta: int = 3
+    rule: str = DEFAULT_STOPPING_RULE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "rungs": list(self.rungs), "eta": self.eta}
+        d: dict[str, Any] = {"enabled": self.enabled, "rungs": list(self.rungs), "eta": self.eta}
+        # MO-ASHA was the only rule before `rule` existed: a spec using it keeps the hash it had.
+        return d | ({"rule": self.rule} if self.rule != "mo-asha" else {})
 
 
 @dataclass(frozen=True, kw_only=True)

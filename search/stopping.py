@@ -18,6 +18,18 @@ front. Decisions are made once, at arrival, and never revisited. Rung records li
 storage (user attrs ``rung_<step>``), so every worker, local or remote, sees the same pool. The
 baseline trial (user attr ``role == "baseline"``) is never stopped and never counted in a pool,
 so its fixed configuration cannot raise or lower the bar for sampled trials.
+
+Rule ``"cost-asha"`` (``cost_peer_continue``) uses what MO-ASHA ignores: a trial's costs (params,
+latency: every rung value but the first) are known before training and never change at a rung; only
+its accuracy (the first rung value) does. So a trial can only ever be dominated by a trial that costs
+no more in every cost, and the question at a rung is whether it beats those. The candidate's *peers* are
+the other trials at the rung whose every cost is <= its own; it continues iff it is among the best
+``max(1, n // eta)`` of its ``n`` = peers + itself by rung accuracy (ties promoted), i.e. iff fewer than
+that many peers have a strictly higher rung accuracy. Plain ASHA within a cost cone: a trial with no
+cheaper peer always continues (nothing can dominate it), an expensive trial must be in the top 1/eta of
+everything cheaper, and the bar rises with cost, where stopping saves the most. Rule ``"hv-asha"``
+(``hv_contribution_continue``) ranks the pool by each trial's exclusive hypervolume contribution at
+the rung (against the spec's reference point) and promotes the best ``max(1, n // eta)``.
 """
 
 from __future__ import annotations
@@ -25,14 +37,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.pareto import crowding_distance, non_dominated_ranks
+from search.pareto import crowding_distance, hypervolume, non_dominated_ranks, to_minimization
 
-__all__ = ["RungRecord", "should_continue", "rank_pool", "ParetoASHA", "prune", "rung_attr"]
+__all__ = [
+    "RULES",
+    "RungRecord",
+    "should_continue",
+    "cost_peer_continue",
+    "hv_contribution_continue",
+    "rank_pool",
+    "ParetoASHA",
+    "prune",
+    "stop_at_rung",
+    "pruner_for",
+    "rung_attr",
+]
+
+#: Promotion rules, selectable in a spec as ``[early_stopping] rule``.
+RULES = ("mo-asha", "cost-asha", "hv-asha")
 
 # Trials whose rung records count as competitors. FAIL is left out on purpose: a crashed or
 # diverged trial's rung value says nothing about how hard the rung is.
@@ -100,8 +128,7 @@ def should_continue(
     Returns:
         True when the candidate keeps training.
     """
-    if eta < 2:
-        raise ValueError(f"eta: must be >= 2, got {eta}")
+    _check_eta(eta)
     pool = [r for r in competitors if r.number != candidate.number]
     pool.append(candidate)
     k = max(1, len(pool) // eta)
@@ -114,6 +141,80 @@ def should_continue(
     return int(ranks[-1]) <= cut
 
 
+def _check_eta(eta: int) -> None:
+    if eta < 2:
+        raise ValueError(f"eta: must be >= 2, got {eta}")
+
+
+def cost_peer_continue(
+    candidate: RungRecord,
+    competitors: Sequence[RungRecord],
+    *,
+    eta: int,
+    directions: Sequence[str],
+    slack: float = 0.0,
+) -> bool:
+    """Rule ``"cost-asha"``: top ``max(1, n // eta)`` by rung accuracy among cost-dominating peers.
+
+    Args:
+        candidate: the trial that just reached the rung; ``values[0]`` is its rung accuracy, the
+            rest its costs (fixed before training).
+        competitors: other trials' records at the same rung; a record with the candidate's own
+            number is ignored.
+        eta: reduction factor (>= 2).
+        directions: ``"maximize"`` / ``"minimize"`` per value.
+        slack: a peer may cost up to ``(1 + slack)`` times the candidate's cost ("similar or lower").
+
+    Returns:
+        True when the candidate keeps training.
+    """
+    _check_eta(eta)
+    pool = [r for r in competitors if r.number != candidate.number]
+    loss = to_minimization([candidate.values, *(r.values for r in pool)], directions)
+    if loss.shape[1] != len(directions):
+        raise ValueError(f"values: expected {len(directions)} values per record (one per direction)")
+    mine, others = loss[0], loss[1:]
+    # Peers cost no more in every cost; NaN costs are +inf, so a diverged record is nobody's peer.
+    limit = mine[1:] + slack * np.abs(mine[1:])
+    peers = others[np.all(others[:, 1:] <= limit, axis=1)] if len(others) else others
+    k = max(1, (len(peers) + 1) // eta)
+    better = int(np.sum(peers[:, 0] < mine[0])) if len(peers) else 0
+    return better < k
+
+
+def hv_contribution_continue(
+    candidate: RungRecord,
+    competitors: Sequence[RungRecord],
+    *,
+    eta: int,
+    directions: Sequence[str],
+    reference: Sequence[float],
+) -> bool:
+    """Rule ``"hv-asha"``: top ``max(1, n // eta)`` of the pool by exclusive hypervolume contribution.
+
+    Args:
+        candidate: the trial that just reached the rung.
+        competitors: other trials' records at the same rung (own number ignored).
+        eta: reduction factor (>= 2).
+        directions: ``"maximize"`` / ``"minimize"`` per value.
+        reference: hypervolume reference point in the same units and order as the values.
+
+    Returns:
+        True when the candidate keeps training (ties at the cut are promoted).
+    """
+    _check_eta(eta)
+    pool = [r for r in competitors if r.number != candidate.number]
+    pool.append(candidate)
+    points = np.array([[float(v) for v in r.values] for r in pool], dtype=float)
+    total = hypervolume(points, directions, reference)
+    contrib = np.array(
+        [total - hypervolume(np.delete(points, i, axis=0), directions, reference) for i in range(len(pool))]
+    )
+    k = max(1, len(pool) // eta)
+    cut = float(np.sort(contrib)[::-1][k - 1])
+    return bool(contrib[-1] >= cut) and (contrib[-1] > 0 or cut <= 0)
+
+
 def prune(trial: optuna.trial.Trial, step: int) -> None:
     """Record ``stop_rung`` on the trial and raise :class:`optuna.TrialPruned`.
 
@@ -122,7 +223,49 @@ def prune(trial: optuna.trial.Trial, step: int) -> None:
         step: the rung at which it was stopped.
     """
     trial.set_user_attr("stop_rung", int(step))
-    raise optuna.TrialPruned(f"stopped by Pareto ASHA at rung {step}")
+    raise optuna.TrialPruned(f"stopped at rung {step}")
+
+
+def stop_at_rung(
+    pruner: ParetoASHA, study: optuna.Study, trial: optuna.trial.Trial, step: int, values: Sequence[float]
+) -> None:
+    """What a trial does at an evaluation: record its rung values, and stop if the rule says so.
+
+    The live objective calls this from its ``on_eval`` callback and the simulator calls it at each
+    simulated rung, so both record the same ``rung_<step>``, ``stop_rung`` and PRUNED state.
+
+    Args:
+        pruner: the study's stopping rule.
+        study: the study whose storage holds the other trials' rung records.
+        trial: the live trial.
+        step: the training step just evaluated.
+        values: rung objective vector (rung accuracy, then the costs), aligned with the directions.
+
+    Raises:
+        optuna.TrialPruned: the trial stops here (``stop_rung`` is recorded first).
+    """
+    if not pruner.check(study, trial, step, values):
+        prune(trial, step)
+
+
+def pruner_for(spec: Any, *, enabled: bool | None = None, rule: str | None = None) -> ParetoASHA:
+    """The stopping rule a study spec asks for (``[early_stopping]``, objectives, hypervolume reference).
+
+    Args:
+        spec: a ``StudySpec`` (read by attribute only).
+        enabled: override ``early_stopping.enabled`` (the simulator's no-stopping arm).
+        rule: override ``early_stopping.rule``.
+    """
+    es = spec.early_stopping
+    names = ["accuracy", *spec.objectives.minimize]
+    return ParetoASHA(
+        rungs=es.rungs,
+        eta=es.eta,
+        directions=spec.objectives.directions,
+        enabled=es.enabled if enabled is None else enabled,
+        rule=rule or getattr(es, "rule", "mo-asha"),
+        reference=[spec.hypervolume_reference[n] for n in names],
+    )
 
 
 class ParetoASHA:
@@ -134,6 +277,8 @@ class ParetoASHA:
         directions: ``"maximize"`` / ``"minimize"`` per rung value, e.g.
             ``("maximize", "minimize", "minimize")`` for (rung accuracy, params, latency).
         enabled: when False, rung values are still recorded but every trial continues.
+        rule: one of :data:`RULES` (see the module docstring).
+        reference: hypervolume reference point, needed by ``"hv-asha"`` only.
     """
 
     def __init__(
@@ -143,6 +288,8 @@ class ParetoASHA:
         eta: int,
         directions: Sequence[str],
         enabled: bool = True,
+        rule: str = "mo-asha",
+        reference: Sequence[float] | None = None,
     ) -> None:
         if eta < 2:
             raise ValueError(f"eta: must be >= 2, got {eta}")
@@ -151,16 +298,31 @@ class ParetoASHA:
         for d in directions:
             if d not in ("maximize", "minimize"):
                 raise ValueError(f"directions: entries must be 'maximize' or 'minimize', got {d!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule: must be one of {', '.join(RULES)}, got {rule!r}")
+        if rule == "hv-asha" and (reference is None or len(reference) != len(directions)):
+            raise ValueError(f"reference: rule 'hv-asha' needs {len(directions)} reference values")
         self.rungs: tuple[int, ...] = tuple(sorted({int(r) for r in rungs}))
         self.eta = int(eta)
         self.directions: tuple[str, ...] = tuple(directions)
         self.enabled = bool(enabled)
+        self.rule = rule
+        self.reference = None if reference is None else tuple(float(v) for v in reference)
 
     def __repr__(self) -> str:
         return (
-            f"ParetoASHA(rungs={list(self.rungs)}, eta={self.eta}, "
+            f"ParetoASHA(rule={self.rule!r}, rungs={list(self.rungs)}, eta={self.eta}, "
             f"directions={list(self.directions)}, enabled={self.enabled})"
         )
+
+    def decide(self, candidate: RungRecord, competitors: Sequence[RungRecord]) -> bool:
+        """Apply this pruner's rule to one candidate and its competitors at a rung."""
+        kw = {"eta": self.eta, "directions": self.directions}
+        if self.rule == "cost-asha":
+            return cost_peer_continue(candidate, competitors, **kw)
+        if self.rule == "hv-asha":
+            return hv_contribution_continue(candidate, competitors, reference=self.reference, **kw)
+        return should_continue(candidate, competitors, **kw)
 
     def check(
         self,
@@ -205,6 +367,4 @@ class ParetoASHA:
             competitors.append(
                 RungRecord(other.number, tuple(float("nan") if v is None else float(v) for v in rec))
             )
-        return should_continue(
-            RungRecord(trial.number, values), competitors, eta=self.eta, directions=self.directions
-        )
+        return self.decide(RungRecord(trial.number, values), competitors)

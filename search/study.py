@@ -22,6 +22,8 @@ from search.faults import fail_stale_trials, run_trial
 from search.lifecycle import ParentRun, enqueue_fixed, requeue_fixed_trials
 from search.objective import Objective
 from search.records import SURPLUS, budget_used, refresh_parent, study_records, trial_summary_line
+from search.report_refresh import BackgroundRefresh
+from search.rerun import finished_line, finished_study
 from search.space import fixed_trials
 from search.storage import (
     StorageError,
@@ -36,9 +38,18 @@ from search.threads import choose_threads
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
 from search.verify import VERIFY_ROLE, missing_verify_trials
 
-REFRESH_EVERY_S = 60.0
+#: Seconds between two background refreshes of the parent report during a study.
+REFRESH_EVERY_S = 120.0
 
-__all__ = ["run_study", "run_worker", "open_study", "spec_data", "code_version", "budget_used", "cpu_count"]
+__all__ = [
+    "run_study",
+    "run_worker",
+    "open_study",
+    "spec_data",
+    "code_version",
+    "budget_used",
+    "cpu_count",
+]
 
 
 def spec_data(spec: Any) -> Any:
@@ -245,7 +256,10 @@ def _trial_loop(
     t_start = time.time()
     deadline = t_start + timeout_s if timeout_s else None
     ran = 0
-    last_refresh = 0.0
+
+    refresher = BackgroundRefresh(
+        lambda: refresh_parent(study, spec, tracker, importances=False), every_s=REFRESH_EVERY_S
+    )
 
     def guarded(trial: optuna.Trial) -> tuple[float, ...]:
         # Two workers can both see "one trial left" and both start one: the later-numbered is surplus.
@@ -285,9 +299,8 @@ def _trial_loop(
         if tracker is not None:
             parent.keep_open()
             parent.close_dead_runs()  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
-            if time.time() - last_refresh >= REFRESH_EVERY_S:  # plots cost seconds: not after every trial
-                refresh_parent(study, spec, tracker)
-                last_refresh = time.time()
+            refresher.maybe()  # plots cost seconds: drawn in the background, beside the next trial
+    refresher.join()  # the last worker out draws the complete report (`ParentRun.__exit__`)
     return ran
 
 
@@ -413,6 +426,12 @@ def run_study(
     storage_url = storage_url if storage_url is not None else spec.storage
     tracking_uri = tracking_uri or spec.tracking_uri or default_tracking_uri()
     n_trials = n_trials if n_trials is not None else spec.n_trials
+    done = finished_study(
+        spec.raw, storage_url=storage_url, n_trials=n_trials, tracking=tracking_uri != "none"
+    )
+    if done is not None:  # nothing to run: skip the dataset, MLflow and the report (seconds each)
+        print(finished_line(done, n_trials))
+        return done
     data = spec_data(spec)
     if tracking_uri != "none":
         ensure_local_store(tracking_uri)

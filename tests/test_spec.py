@@ -245,7 +245,22 @@ BAD = [
         MINIMAL + "[space]\n'train.steps' = { low = 10, high = 60 }\n[early_stopping]\nrungs = [20]\n",
         "early_stopping.rungs",
     ),
+    (
+        MINIMAL + "[early_stopping]\nrule = 'median'\n",
+        "early_stopping.rule: unknown rule 'median'; allowed: mo-asha, cost-asha",
+    ),
 ]
+
+
+def test_stopping_rule_default_and_hash() -> None:
+    from search.spec_schema import DEFAULT_STOPPING_RULE
+
+    assert parse(MINIMAL).early_stopping.rule == DEFAULT_STOPPING_RULE
+    mo = parse(MINIMAL + "[early_stopping]\nrule = 'mo-asha'\n")
+    cost = parse(MINIMAL + "[early_stopping]\nrule = 'cost-asha'\n")
+    assert cost.early_stopping.rule == "cost-asha" and cost.spec_hash != mo.spec_hash
+    # Specs written before the key existed meant MO-ASHA: saying so keeps their stored hash valid.
+    assert "rule" not in mo.to_dict()["early_stopping"]
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD, ids=[e[:40] for _, e in BAD])

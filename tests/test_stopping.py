@@ -10,7 +10,15 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search.stopping import ParetoASHA, RungRecord, prune, rank_pool, should_continue
+from search.stopping import (
+    ParetoASHA,
+    RungRecord,
+    cost_peer_continue,
+    prune,
+    rank_pool,
+    should_continue,
+    stop_at_rung,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -191,3 +199,72 @@ def test_journal_file_shared_between_handles(tmp_path: Path) -> None:
     c = h1.ask()
     assert not asha.check(h1, c, 100, (0.8, 1.5e5, 1.5))
     assert h1.trials[b.number].user_attrs["rung_100"] == [0.5, 2e5, 2.0]
+
+
+# --- cost-asha: accuracy ranked among cost-dominating peers --------------------------------------
+
+
+def cost(x: RungRecord, comps: list[RungRecord], eta: int = 3) -> bool:
+    return cost_peer_continue(x, comps, eta=eta, directions=DIRS3)
+
+
+def test_cost_asha_trial_without_cheaper_peer_continues() -> None:
+    # Everyone else costs more in some cost: nothing can ever dominate it, whatever its accuracy.
+    comps = [rec(0, 0.9, 200.0, 2.0), rec(1, 0.8, 300.0, 3.0), rec(2, 0.95, 50.0, 9.0)]
+    assert cost(rec(5, 0.1, 100.0, 1.0), comps)
+
+
+def test_cost_asha_peers_must_cost_no_more_in_every_cost() -> None:
+    assert not cost(rec(5, 0.5, 200.0, 2.0), [rec(0, 0.6, 100.0, 1.0)])  # cheaper and better: stop
+    assert cost(rec(5, 0.5, 200.0, 2.0), [rec(0, 0.9, 100.0, 3.0)])  # cheaper params, slower: no peer
+    assert not cost(rec(5, 0.5, 200.0, 2.0), [rec(0, 0.6, 200.0, 2.0)])  # equal costs count as peers
+    assert cost(rec(5, 0.6, 200.0, 2.0), [rec(0, 0.6, 200.0, 2.0)])  # equal accuracy: tie promoted
+
+
+def test_cost_asha_top_fraction_of_the_cone() -> None:
+    # Five cheaper peers; with the candidate n = 6, eta 3 -> k = 2: one better peer is allowed, two are not.
+    peers = [rec(i, a, 10.0 * (i + 1), 0.1 * (i + 1)) for i, a in enumerate([0.9, 0.8, 0.3, 0.2, 0.1])]
+    assert cost(rec(9, 0.85, 500.0, 5.0), peers)
+    assert not cost(rec(9, 0.7, 500.0, 5.0), peers)
+    assert cost(rec(9, 0.7, 500.0, 5.0), peers, eta=2)  # eta 2 -> k = 3
+    # Non-peers (more expensive in some cost) neither help nor hurt.
+    rich = [rec(20 + i, 0.99, 900.0, 0.01) for i in range(6)]
+    assert cost(rec(9, 0.85, 500.0, 5.0), peers + rich)
+
+
+def test_cost_asha_stops_what_mo_asha_keeps() -> None:
+    # A chain: a dominates everyone, b dominates c, d, e. The candidate x is dominated by a and b only.
+    a, b = rec(0, 0.95, 10.0, 0.1), rec(1, 0.5, 100.0, 1.0)
+    chain = [a, b, rec(2, 0.4, 200.0, 2.0), rec(3, 0.3, 300.0, 3.0), rec(4, 0.2, 400.0, 4.0)]
+    x = rec(9, 0.45, 150.0, 1.5)
+    # MO-ASHA: pool 6, eta 2 -> k = 3, the 3rd best is on front 2 = x's front -> x continues.
+    assert should_continue(x, chain, eta=2, directions=DIRS3)
+    # cost-asha: x's cone is {a, b}; n = 3 -> k = 1 and two peers beat it -> stopped.
+    assert not cost(x, chain, eta=2)
+
+
+def test_cost_asha_nan_accuracy_is_worst() -> None:
+    assert not cost(rec(5, float("nan"), 200.0, 2.0), [rec(0, 0.01, 100.0, 1.0)])
+    assert cost(rec(5, 0.01, 200.0, 2.0), [rec(0, float("nan"), 100.0, 1.0)])
+
+
+def test_cost_asha_through_storage_and_the_shared_rung_call() -> None:
+    study = _study()
+    asha = ParetoASHA(rungs=[100], eta=3, directions=DIRS3, rule="cost-asha")
+    study.enqueue_trial({}, user_attrs={"role": "baseline"})
+    base = study.ask()
+    stop_at_rung(asha, study, base, 100, (0.99, 10.0, 0.1))  # never stopped, never a peer
+    cheap = study.ask()
+    stop_at_rung(asha, study, cheap, 100, (0.3, 1e4, 1.0))
+    study.tell(cheap, [0.4, 1e4, 1.0])
+    big = study.ask()
+    with pytest.raises(optuna.TrialPruned):  # its only peer (cheap, COMPLETE) is more accurate
+        stop_at_rung(asha, study, big, 100, (0.2, 1e5, 2.0))
+    study.tell(big, state=TrialState.PRUNED)
+    frozen = study.trials[big.number]
+    assert frozen.user_attrs["stop_rung"] == 100 and frozen.user_attrs["rung_100"] == [0.2, 1e5, 2.0]
+    rival = study.ask()  # costs less than big but more than cheap: cone {cheap} -> must beat 0.3
+    stop_at_rung(asha, study, rival, 100, (0.35, 5e4, 1.5))
+    assert "stop_rung" not in study.trials[rival.number].user_attrs
+    with pytest.raises(ValueError, match="^rule"):
+        ParetoASHA(rungs=[10], eta=2, directions=DIRS3, rule="median")

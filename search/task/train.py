@@ -150,6 +150,8 @@ class TrainResult:
     eval_s: float
     losses: list[float] = field(default_factory=list)
     device: str = "cpu"
+    test_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    test_eval_s: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -253,6 +255,7 @@ def train(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     desc: str = "train",
+    track_test: bool = False,
 ) -> TrainResult:
     """Train a keypoint model for `train_config.steps` steps and evaluate it.
 
@@ -264,6 +267,9 @@ def train(
             (the exception propagates unchanged).
         progress: show a progress bar (steps/s, ETA) on stderr.
         desc: progress bar label.
+        track_test: also evaluate the test split at every evaluation step (`TrainResult.test_history`,
+            timed apart in `test_eval_s` so `eval_s` stays what a search trial pays); for recording
+            learning-curve tables, never for choosing anything.
 
     Raises:
         TrainingDiverged: NaN/inf loss or a gradient norm above `max_grad_norm`.
@@ -298,7 +304,8 @@ def train(
     eval_at = set(cfg.evaluation_steps())
     history: list[tuple[int, dict[str, float]]] = []
     losses: list[float] = []
-    data_s = train_s = eval_s = 0.0
+    data_s = train_s = eval_s = test_eval_s = 0.0
+    test_history: list[tuple[int, dict[str, float]]] = []
     bar = _progress_bar(cfg.steps, desc) if progress else None
     model.train()
     val: dict[str, float] = {}
@@ -338,6 +345,10 @@ def train(
             val["loss"] = float(np.mean(losses[-cfg.eval_every :]))
             history.append((step, dict(val)))
             eval_s += time.perf_counter() - t2
+            if track_test:
+                t3 = time.perf_counter()
+                test_history.append((step, _evaluate(model, data.test, cfg, device)))
+                test_eval_s += time.perf_counter() - t3
             if bar is not None:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", val_pck=f"{val.get('pck_0.05', float('nan')):.3f}")
             if callback is not None:
@@ -368,6 +379,8 @@ def train(
         eval_s=eval_s,
         losses=losses,
         device=str(device),
+        test_history=test_history,
+        test_eval_s=test_eval_s,
     )
 
 

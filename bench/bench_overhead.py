@@ -1,0 +1,142 @@
+"""Where a study's non-training time goes, and how long re-running a finished study takes.
+
+    .venv/bin/python bench/bench_overhead.py [--spec studies/default.toml] [--n-trials 4] \
+        [--steps N] [--n-train N]
+
+Runs `python -m search run` on the spec (with the options applied) in a fresh temporary folder (imports,
+dataset, MLflow store, parent run, worker, report), then reads the storage back and splits each trial's
+time into training steps, evaluation, and the rest (costs, sampling, MLflow logging), plus the gap
+between trials (summary line, MLflow bookkeeping, report refresh) and the start-up and tail of the
+process. With `--steps` (a shorter budget, for speed) it also extrapolates the per-trial overhead to
+the spec's own budget using the measured seconds per step and per evaluation. Then it runs the same
+command again on the finished study (goal: <= 3 s) and prints wall and CPU seconds of both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness_utils import toml_dumps  # noqa: E402  (the tests' TOML writer; no TOML writer is a dependency)
+
+
+def _run(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
+    """(start epoch, wall s, child CPU s, output) of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t_epoch, t0 = time.time(), time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if p.returncode:
+        sys.exit(f"child failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return t_epoch, wall, cpu, p.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default=str(ROOT / "studies" / "default.toml"))
+    ap.add_argument("--n-trials", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=None, help="shorter budget; figures are extrapolated")
+    ap.add_argument("--n-train", type=int, default=None)
+    args = ap.parse_args()
+
+    raw = tomllib.loads(Path(args.spec).read_text())
+    full_steps = int(raw.get("train", {}).get("steps", 400))
+    full_every = int(raw.get("train", {}).get("eval_every", 100))
+    full_rungs = list(raw.get("early_stopping", {}).get("rungs", []))
+    raw["study"]["n_trials"] = args.n_trials
+    raw["study"].pop("timeout_min", None)
+    if args.steps:
+        raw["train"]["steps"] = args.steps
+        raw["train"]["eval_every"] = max(1, round(full_every * args.steps / full_steps))
+        raw["train"]["warmup_steps"] = min(raw["train"].get("warmup_steps", 0), args.steps // 4)
+        es = raw.setdefault("early_stopping", {})
+        es["rungs"] = sorted({max(1, round(r * args.steps / full_steps)) for r in full_rungs})
+    if args.n_train:
+        raw["data"]["n_train"] = args.n_train
+    print(f"uptime: {os.getloadavg()} (1/5/15-min load), {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        work = Path(tmp)
+        (work / "spec.toml").write_text(toml_dumps(raw))
+        cmd = [sys.executable, "-m", "search", "run", "spec.toml", "--no-progress"]
+        t_launch, wall, cpu, out = _run(cmd, work)
+        t_end = t_launch + wall
+        _, wall2, cpu2, out2 = _run(cmd, work)
+        report(work, raw, t_launch, t_end, full_steps, full_every, full_rungs)
+        print(f"\nfirst run: {wall:.1f}s wall, {cpu:.1f}s CPU")
+        print(f"re-run of the finished study: {wall2:.2f}s wall, {cpu2:.2f}s CPU (goal <= 3 s wall)")
+        print("  " + out2.strip().splitlines()[-1])
+
+
+def report(
+    work: Path, raw: dict, t_launch: float, t_end: float, full_steps: int, full_every: int, full_rungs: list
+) -> None:
+    import optuna
+
+    from search.storage import make_storage
+    from search.task.train import TrainConfig
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(f"journal:{work / 'mlruns' / 'optuna.journal'}", heartbeat=False)
+    study = optuna.load_study(study_name=raw["study"]["name"], storage=storage)
+    trials = sorted(study.get_trials(), key=lambda t: t.datetime_start)
+    steps = int(raw["train"]["steps"])
+    n_evals = len(TrainConfig(steps=steps, warmup_steps=0, eval_every=int(raw["train"]["eval_every"]),
+                              eval_steps=tuple(raw["early_stopping"].get("rungs", []))).evaluation_steps())  # fmt: skip
+    full_evals = len(
+        TrainConfig(
+            steps=full_steps, warmup_steps=0, eval_every=full_every, eval_steps=tuple(full_rungs)
+        ).evaluation_steps()
+    )
+    print(
+        f"\n{'trial':>5} {'state':<9} {'wall s':>7} {'train':>7} {'eval':>6} {'costs':>6} {'other':>6} {'gap':>6}  overhead"
+    )
+    fixed_sum = dur_sum = ext_sum = ext_total = 0.0
+    for i, t in enumerate(trials):
+        tm = t.user_attrs.get("timing") or {}
+        start, end = t.datetime_start.timestamp(), t.datetime_complete.timestamp()
+        nxt = trials[i + 1].datetime_start.timestamp() if i + 1 < len(trials) else None
+        dur, gap = end - start, (nxt - end) if nxt else 0.0
+        work_s = tm.get("train_s", 0.0) + tm.get("data_s", 0.0)
+        eval_s, cost_s = tm.get("eval_s", 0.0), tm.get("cost_s", 0.0)
+        other = dur - work_s - eval_s - cost_s
+        over = (dur + gap - work_s - eval_s) / (dur + gap) if dur + gap > 0 else 0.0
+        print(
+            f"{t.number:>5} {t.state.name:<9} {dur:>7.1f} {work_s:>7.1f} {eval_s:>6.1f} {cost_s:>6.1f} {other:>6.1f} {gap:>6.1f}  "
+            + (f"{over:.1%}" if tm else f"- ({t.user_attrs.get('skipped') or 'no timing'})")
+        )
+        if t.user_attrs.get("role") == "search" and work_s > 0 and t.state.name == "COMPLETE":
+            fixed = dur + gap - work_s - eval_s
+            fixed_sum, dur_sum = fixed_sum + fixed, dur_sum + dur + gap
+            at_full = full_steps / steps * work_s + full_evals / n_evals * eval_s  # same config, full budget
+            ext_sum, ext_total = ext_sum + fixed, ext_total + fixed + at_full
+    first = trials[0].datetime_start.timestamp() - t_launch
+    tail = t_end - trials[-1].datetime_complete.timestamp()
+    print(
+        f"start-up (launch -> first trial): {first:.1f}s; tail (last trial -> exit, final report): {tail:.1f}s"
+    )
+    if dur_sum:
+        print(
+            f"per-trial overhead (costs, sampling, logging, gap; not training or evaluation), trained search "
+            f"trials: {fixed_sum / dur_sum:.1%} of trial wall time at {steps} steps"
+        )
+        if steps != full_steps:
+            print(
+                f"  extrapolated to the spec's {full_steps} steps ({full_evals} evaluations): {ext_sum / ext_total:.1%}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""Record a learning-curve table: train configurations drawn from a spec's search space to the full budget.
+
+    .venv/bin/python bench/record_curves.py [--spec studies/default.toml] [--n 96] \
+        [--out bench/tables/default.jsonl.gz] [--threads 2] [--steps S] [--eval-every 50]
+
+Configurations come from the real space code (`search.space.sample_params` / `resolve_config`) through an
+Optuna RandomSampler with a fixed seed, so the table is a uniform sample of the space; the spec's fixed
+trials (the baseline) come first. Each one is trained like a live trial (same data, seed, threads) with
+val *and* test metrics recorded every `--eval-every` steps, its costs measured as the objective measures
+them (the baseline timed in the same process), and its step, evaluation and cost-measurement times.
+Over-budget configurations get costs only, as a live study would skip them; `--n` counts trained rows.
+Latency is timed with the thread clock by default (`--latency-clock`; CPU time of the timing thread,
+which a busy machine does not inflate; the spec's threads must be 1), so a recording that runs for
+hours beside other work keeps comparable latencies.
+
+Resumable: every finished configuration rewrites the table atomically, so a crash or Ctrl-C loses at most
+the one being trained, and re-running the same command continues at the next missing index (it refuses
+a table made from another spec, dataset, sampler seed, evaluation interval or thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import platform
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_OUT = ROOT / "bench" / "tables" / "default.jsonl.gz"
+SAMPLE_SEED = 0
+METRICS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme", "loss")
+
+
+def _round(x: float) -> float | None:
+    """6 significant digits: PCK over thousands of joints is exact at this precision; NaN → None."""
+    x = float(x)
+    return None if x != x or x in (float("inf"), float("-inf")) else float(f"{x:.6g}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(threads: int) -> dict[str, Any]:
+    import torch
+
+    from search.study import cpu_count
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": cpu_count(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def load(spec_path: str, steps: int | None) -> Any:
+    """The spec, with `--steps` applied (rungs at or beyond the new budget dropped, warm-up and
+    evaluation interval shortened to fit)."""
+    from search.spec import load_spec, parse_spec
+
+    if steps is None:
+        return load_spec(spec_path)
+    try:
+        raw = tomllib.loads(Path(spec_path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        from search.spec import SpecError
+
+        raise SpecError(f"{spec_path}: cannot read the spec: {e}") from None
+    train = raw.setdefault("train", {})
+    train["steps"] = steps
+    for key, cap in (("warmup_steps", steps // 4), ("eval_every", steps)):  # keep the shortened spec valid
+        if key in train:
+            train[key] = min(int(train[key]), cap)
+    es = raw.setdefault("early_stopping", {})
+    es["rungs"] = [r for r in es.get("rungs", []) if r < steps]
+    return parse_spec(raw, source=spec_path)
+
+
+def plan(spec: Any, seed: int):
+    """Yield (index, role, name, params, config): the spec's fixed trials, then sampled points, forever."""
+    import optuna
+
+    from search.space import fixed_trials, resolve_config, sample_params
+
+    index = 0
+    for fixed in fixed_trials(spec):
+        yield index, fixed["role"], fixed["name"], {}, resolve_config(spec, {}, overrides=fixed["overrides"])
+        index += 1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=seed), directions=spec.objectives.directions
+    )
+    while True:  # RandomSampler ignores history: the i-th point is the same on every run
+        trial = study.ask()
+        params = sample_params(trial, spec)
+        yield index, "search", None, params, resolve_config(spec, params)
+        index += 1
+
+
+def record_one(
+    spec: Any, data: Any, config: dict[str, Any], *, threads: int, eval_every: int, baseline: Any, clock: str
+) -> dict[str, Any]:
+    """Costs, then (if within budget) a full training run with val/test every `eval_every` steps."""
+    import copy
+
+    from search.costs import constraint_values, measure_costs
+    from search.study import code_version
+    from search.task.train import TrainingDiverged, train
+
+    model = copy.deepcopy(config["model"])
+    model["num_keypoints"] = data.num_keypoints  # as the objective does: the dataset decides K
+    t0 = time.perf_counter()
+    if model.get("backbone") == "baseline":
+        costs = baseline
+    else:
+        costs = measure_costs(
+            model, latency_spec=latency_protocol(spec, clock), baseline_ms=baseline.latency.median_ms
+        )
+    cost_s = time.perf_counter() - t0
+    feasible = all(v <= 0 for v in constraint_values(costs, spec.constraints).values())
+    row: dict[str, Any] = {
+        "costs": {
+            "params": costs.params,
+            "flops": costs.flops,
+            "latency_ms": _round(costs.latency.median_ms),
+            "latency_iqr_ms": _round(costs.latency.iqr_ms),
+            "baseline_latency_ms": _round(baseline.latency.median_ms),
+            "latency_ratio": _round(costs.latency_ratio),
+        },
+        "cost_s": _round(cost_s),
+        "feasible": feasible,
+        "trained": False,
+        "code_version": code_version(),
+    }
+    if not feasible and config["model"].get("backbone") != "baseline":
+        return row
+    tcfg = dict(config["train"], eval_every=eval_every, threads=threads)
+    val_curve: list[tuple[int, dict[str, float]]] = []
+    failed = None
+    t1, c1 = time.perf_counter(), time.process_time()
+    try:
+        result = train(
+            model, tcfg, data, callback=lambda s, m: val_curve.append((s, m)), progress=False, track_test=True
+        )
+    except TrainingDiverged as e:
+        result, failed = None, {"step": e.step, "reason": str(e)}
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+    steps = [s for s, _ in val_curve]
+    test_curve = dict(result.test_history) if result is not None else {}
+    row.update(
+        trained=True,
+        steps=steps,
+        val={k: [_round(m.get(k, float("nan"))) for _, m in val_curve] for k in METRICS},
+        test={k: [_round(test_curve[s].get(k, float("nan"))) for s in steps] for k in METRICS[:-1]}
+        if result is not None
+        else {},
+        failed=failed,
+        wall_s=_round(wall),
+        cpu_s=_round(cpu),  # CPU seconds of the run: on a busy machine, wall_s / cpu_s shows the contention
+    )
+    if result is not None:
+        row.update(
+            train_s_per_step=_round(result.train_s / result.steps_done),
+            data_s_per_step=_round(result.data_s / result.steps_done),
+            eval_s=_round(result.eval_s / max(1, len(steps))),
+            test_eval_s=_round(result.test_eval_s / max(1, len(steps))),
+        )
+    return row
+
+
+def latency_protocol(spec: Any, clock: str) -> dict[str, Any]:
+    """The spec's latency protocol with the recording's clock (`search.costs.measure_latency`)."""
+    return {**spec.latency.to_dict(), "clock": clock}
+
+
+def _hms(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spec", default=str(ROOT / "studies" / "default.toml"))
+    p.add_argument("--n", type=int, default=96, help="trained configurations in the finished table")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="table file (.jsonl or .jsonl.gz)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps (tiny smoke runs)")
+    p.add_argument("--eval-every", type=int, default=50, help="record val/test every this many steps")
+    p.add_argument(
+        "--latency-clock",
+        choices=("thread", "wall"),
+        default="thread",
+        help="thread (default): CPU time of the timing thread, stable over hours on a shared machine; "
+        "wall: what a live study records",
+    )
+    args = p.parse_args(argv)
+    try:
+        return record(args, argv if argv is not None else sys.argv[1:])
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the table holds every finished configuration; re-run to continue", file=sys.stderr
+        )
+        return 130
+    except ValueError as e:  # SpecError, DataError, TableError: one line, exit 2
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def record(args: argparse.Namespace, argv: list[str]) -> int:
+    import torch
+
+    from search.costs import measure_costs
+    from search.space import resolve_config
+    from search.study import code_version, cpu_count, spec_data
+    from search.table import FORMAT, TableError, read_table, write_table
+
+    for name in ("n", "eval_every"):
+        if getattr(args, name) < 1:
+            raise TableError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
+    if args.steps is not None and args.steps < 1:
+        raise TableError(f"--steps: must be >= 1, got {args.steps}")
+    spec = load(args.spec, args.steps)
+    threads = args.threads or cpu_count()
+    torch.set_num_threads(threads)
+    data = spec_data(spec)
+    out = Path(args.out)
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    session = {
+        "command": " ".join(["bench/record_curves.py", *argv]),
+        "code_version": code_version(),
+        "at": now,
+    }
+    header: dict[str, Any] = {
+        "kind": "header",
+        "format": FORMAT,
+        "command": session["command"],
+        "code_version": session["code_version"],
+        "created_at": now,
+        "data_hash": data.data_hash,
+        "machine": machine(threads),
+        "spec_hash": spec.spec_hash,
+        "spec_source": str(args.spec),
+        "spec": spec.to_dict(),
+        "sample_seed": SAMPLE_SEED,
+        "eval_every": args.eval_every,
+        "threads": threads,
+        "latency_clock": args.latency_clock,
+        "sessions": [session],
+    }
+    rows: list[dict[str, Any]] = []
+    if out.exists():
+        table = read_table(out)
+        old = table.header
+        for key in ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads", "latency_clock"):
+            if old.get(key) != header[key]:
+                raise TableError(
+                    f"--out: {out} was recorded with {key}={old.get(key)!r}, this run has {header[key]!r}; "
+                    "use another --out"
+                )
+        header, rows = old, table.rows
+        header["sessions"] = [*header.get("sessions", []), session]
+    done = {r["index"] for r in rows}
+    trained = sum(r.get("trained", False) for r in rows)
+    print(
+        f"table {out}: {len(rows)} rows ({trained} trained) of --n {args.n}; spec {args.spec} "
+        f"(steps {spec.train.get('steps')}), {threads} threads, data {data.data_hash[:12]}",
+        flush=True,
+    )
+    base_cfg = resolve_config(spec, {}, overrides={"model": {"backbone": "baseline"}})
+    base_model = dict(base_cfg["model"], num_keypoints=data.num_keypoints)
+    base = measure_costs(
+        base_model, latency_spec=latency_protocol(spec, args.latency_clock), baseline_ms=None
+    )
+    base = dataclasses.replace(base, baseline_latency_ms=base.latency.median_ms, latency_ratio=1.0)
+    t_start, this_run = time.time(), 0
+    for index, role, name, params, config in plan(spec, SAMPLE_SEED):
+        if trained >= args.n:
+            break
+        if index in done:
+            continue
+        row = {"kind": "row", "index": index, "role": role, "name": name, "params": params, "config": config}
+        row |= record_one(
+            spec,
+            data,
+            config,
+            threads=threads,
+            eval_every=args.eval_every,
+            baseline=base,
+            clock=args.latency_clock,
+        )
+        row["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        rows.append(row)
+        write_table(out, header, rows)
+        trained += row["trained"]
+        this_run += row["trained"]
+        elapsed = time.time() - t_start
+        eta = elapsed / max(1, this_run) * (args.n - trained)
+        c = row["costs"]
+        what = "over budget, costs only"
+        if row["trained"]:
+            acc = row["val"][spec.objectives.accuracy][-1] if row["steps"] else float("nan")
+            what = (
+                f"val {spec.objectives.accuracy}={acc:.3f} in {row['wall_s']:.0f}s"
+                + (f" FAILED at {row['failed']['step']}" if row["failed"] else "")
+                + (
+                    f" ({row.get('train_s_per_step', 0) * 1000:.0f} ms/step)"
+                    if row.get("train_s_per_step")
+                    else ""
+                )
+            )
+        print(
+            f"[{trained}/{args.n} trained, {_hms(elapsed)}, ETA {_hms(eta)}] row {index} {name or role}: "
+            f"params={c['params']:,} MFLOPs={c['flops'] / 1e6:.1f} latency={c['latency_ms']:.2f}ms "
+            f"({c['latency_ratio']:.2f}x) {what}",
+            flush=True,
+        )
+    size = out.stat().st_size if out.exists() else 0
+    print(f"table {out}: {len(rows)} rows, {trained} trained, {size / 1024:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,523 @@
+"""Replay studies against a learning-curve table with a simulated clock and asynchronous workers.
+
+``python -m search simulate SPEC --table FILE --seeds N --workers W --out DIR`` runs, for every arm
+(sampler × stopping rule) and seed, a whole study in seconds: the real Optuna sampler (`make_sampler`
+with the arm's sampler and seed), the real space code (`sample_params`), the real cost and constraint
+handling (`record_costs` → ``trial.set_constraint``) and the real stopping call (`stop_at_rung`, what
+the live objective calls in its ``on_eval``) on an in-memory Optuna storage. Only two things are
+replaced: measuring costs and training, by look-ups in the table, and the wall clock, by a simulated
+clock that advances by the table's recorded times.
+
+Mapping a sampled point to a table row: the sampler samples the real space (so TPE and NSGA-II model
+the real dimensions, patch size, width, learning rate...), and the trial gets the row nearest to that
+point (`search.table.param_distance`: categorical mismatches count 1, numeric differences are
+normalised to [0, 1]; identical points are at distance 0). The table is a uniform random sample of the
+space, so for random search this is random search over the table; for a model-based sampler the table
+is a 1-nearest-neighbour surrogate (what Syne Tune does for tabulated benchmarks with continuous
+dimensions). Restricting sampling to a categorical over row ids was rejected: it would throw away the
+structure TPE and NSGA-II exploit, so it would compare samplers on a problem they never meet. The price
+is repeats: two nearby samples can land on the same row; the share of such trials is printed per arm.
+
+Timing: a trial takes the table's cost-measurement time, then per step its recorded train time, plus
+the recorded evaluation time at every step the live run would evaluate (``eval_every``, the rungs, the
+end). ``--clock cpu`` scales each row's seconds by its CPU share when it was recorded, for tables
+recorded beside other work (`time_scales`). Each of the W workers is one such machine; the spec's ``timeout_min`` is ignored (the budget is
+``n_trials``), and so are per-trial fixed costs the table does not hold (sampling, logging).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import heapq
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.costs import Costs, Latency, constraint_values
+from search.objective import METRIC_KEYS, objective_values, record_costs
+from search.pareto import hypervolume
+from search.space import fixed_trials, resolve_config, sample_params
+from search.stopping import pruner_for, stop_at_rung
+from search.study import make_sampler
+from search.table import Table, TableError
+from search.task.train import TrainConfig
+
+__all__ = [
+    "SAMPLERS",
+    "check_table",
+    "time_scales",
+    "simulate_study",
+    "simulate",
+    "summarise",
+    "DEFAULT_TABLE",
+]
+
+SAMPLERS = ("random", "tpe", "nsga2")
+DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "bench" / "tables" / "default.jsonl.gz"
+#: Spec parts that decide what a row's numbers mean; a table is only replayed for a spec that shares them.
+_SAME = ("space", "model", "baseline_model", "data", "latency")
+
+
+def check_table(spec: Any, table: Table) -> None:
+    """Refuse a table that cannot answer this spec's study (one line naming the first problem).
+
+    Raises:
+        TableError: different space/model/data/budget, a rung or metric not recorded, a fixed trial
+            without a row, or an untrained row that this spec's constraints would train.
+    """
+    where = f"--table {table.path}"
+    recorded = table.header.get("spec") or {}
+    mine = spec.to_dict()
+    for key in _SAME:
+        if recorded.get(key) != mine[key]:
+            raise TableError(
+                f"{where}: recorded for a different spec: {key} differs (table spec {table.header.get('spec_source')})"
+            )
+    run_keys = ("threads", "eval_every", "eval_steps")
+    strip = lambda d: {k: v for k, v in (d or {}).items() if k not in run_keys}  # noqa: E731
+    if strip(recorded.get("train")) != strip(mine["train"]):
+        raise TableError(f"{where}: recorded for a different spec: train differs (budget or optimiser)")
+    if not table.sampled_rows():
+        raise TableError(f"{where}: no sampled rows")
+    acc = spec.objectives.accuracy
+    for r in table.rows:
+        if not r.get("trained"):
+            costs = _costs(r)
+            if all(v <= 0 for v in constraint_values(costs, spec.constraints).values()):
+                raise TableError(
+                    f"{where}: row {r['index']} was not trained (over the recording's budget) but is "
+                    "within this spec's constraints; loosen nothing the table did not train"
+                )
+            continue
+        if acc not in r["val"]:
+            raise TableError(f"{where}: row {r['index']} has no val metric {acc}")
+        last = r["steps"][-1] if r["steps"] else 0
+        for rung in spec.early_stopping.rungs:
+            if rung <= last and rung not in r["steps"] and not r.get("failed"):
+                raise TableError(
+                    f"{where}: early_stopping.rungs: rung {rung} not recorded (row {r['index']} has steps "
+                    f"{r['steps'][:4]}...); rungs must be multiples of the recording's eval_every"
+                )
+    for fixed in fixed_trials(spec):
+        if fixed["role"] != "baseline":
+            raise TableError(
+                f"{where}: study.variants: the simulator replays the baseline and sampled trials only"
+            )
+        if table.fixed(resolve_config(spec, {}, overrides=fixed["overrides"])) is None:
+            raise TableError(f"{where}: no row for the fixed trial {fixed['name']!r}")
+
+
+def _costs(row: dict[str, Any]) -> Costs:
+    c = row["costs"]
+    ms = float(c["latency_ms"])
+    latency = Latency(
+        median_ms=ms, iqr_ms=float(c.get("latency_iqr_ms") or 0.0), p10_ms=ms, p90_ms=ms,
+        repeats=0, batch_size=1, threads=1, device="table",
+    )  # fmt: skip
+    return Costs(
+        params=int(c["params"]),
+        flops=int(c["flops"]),
+        latency=latency,
+        baseline_latency_ms=c.get("baseline_latency_ms"),
+        latency_ratio=c.get("latency_ratio"),
+    )
+
+
+@dataclasses.dataclass
+class _Run:
+    """One simulated trial: its live Optuna trial, its table row and where it is in time."""
+
+    trial: optuna.Trial
+    role: str
+    row: dict[str, Any]
+    distance: float
+    cost_attrs: dict[str, Any]
+    start: float
+    events: list[tuple[float, str, int]]  # (time, "rung" | "fail" | "end", step), in time order
+
+
+def time_scales(table: Table, clock: str) -> dict[int, float]:
+    """Row index → factor on its recorded seconds: 1 for ``"wall"``; for ``"cpu"`` the row's CPU seconds
+    per thread over its wall seconds, i.e. its time on an idle machine when it was recorded on a busy one
+    (rows without a training run, the over-budget ones, get the median factor).
+
+    Raises:
+        TableError: ``"cpu"`` on a table whose trained rows have no ``cpu_s``.
+    """
+    if clock == "wall":
+        return {r["index"]: 1.0 for r in table.rows}
+    if clock != "cpu":
+        raise TableError(f"--clock: must be wall or cpu, got {clock!r}")
+    threads = max(1, int(table.header.get("threads") or 1))
+    factors = {}
+    for r in table.rows:
+        if r.get("trained"):
+            if not r.get("cpu_s") or not r.get("wall_s"):
+                raise TableError(
+                    f"--clock cpu: row {r['index']} of {table.path} has no cpu_s; use --clock wall"
+                )
+            factors[r["index"]] = min(1.0, r["cpu_s"] / (r["wall_s"] * threads))
+    typical = float(np.median(list(factors.values()))) if factors else 1.0
+    return {r["index"]: factors.get(r["index"], typical) for r in table.rows}
+
+
+def _schedule(
+    spec: Any, row: dict[str, Any], t0: float, stoppable: bool, scale: float
+) -> list[tuple[float, str, int]]:
+    """Times at which the trial reaches its rungs, fails, or ends, as the live run would."""
+    train = row["config"]["train"]
+    live = TrainConfig(
+        steps=train["steps"],
+        eval_every=int(spec.train.get("eval_every", train["eval_every"])),
+        eval_steps=tuple(r for r in spec.early_stopping.rungs if r < train["steps"]),
+    ).evaluation_steps()
+    step_s = scale * (float(row.get("train_s_per_step") or 0.0) + float(row.get("data_s_per_step") or 0.0))
+    eval_s = scale * float(row.get("eval_s") or 0.0)
+    t = t0 + scale * float(row.get("cost_s") or 0.0)
+
+    def at(step: int, evals_upto: int) -> float:  # training through `step`, evaluations through `evals_upto`
+        return t + step * step_s + eval_s * sum(1 for s in live if s <= evals_upto)
+
+    steps = int(train["steps"])
+    fail = (row.get("failed") or {}).get("step")
+    events = []
+    if stoppable:
+        rungs = [r for r in spec.early_stopping.rungs if r < steps and (fail is None or r < fail)]
+        events += [(at(r, r), "rung", r) for r in rungs]
+    if fail is not None:  # diverged during step `fail`, before its evaluation
+        events.append((at(fail, fail - 1), "fail", fail))
+    else:  # the last evaluation, then the test split
+        events.append((at(steps, steps) + eval_s, "end", steps))
+    return events
+
+
+def simulate_study(
+    spec: Any,
+    table: Table,
+    *,
+    sampler: str,
+    stopping: str,
+    seed: int,
+    workers: int,
+    n_trials: int,
+    clock: str = "wall",
+) -> list[dict[str, Any]]:
+    """Run one study against ``table``; return one record per finished trial, in finishing order.
+
+    Args:
+        spec: the StudySpec (checked against the table with :func:`check_table` beforehand).
+        table: the learning-curve table.
+        sampler: ``"random"``, ``"tpe"``, ``"nsga2"`` (or any sampler the spec allows).
+        stopping: ``"none"`` or a rule of `search.stopping.RULES`.
+        seed: the sampler seed.
+        workers: asynchronous workers (each one trial at a time).
+        n_trials: trials in the study, fixed trials included (as ``study.n_trials``).
+        clock: ``"wall"`` (the recorded seconds) or ``"cpu"`` (see :func:`time_scales`).
+
+    Returns:
+        dicts with ``trial``, ``role``, ``row``, ``distance``, ``state``, ``stop_rung``, ``start``,
+        ``end``, ``values`` (None unless COMPLETE and feasible), ``hypervolume`` (of every feasible
+        COMPLETE trial so far, against the spec's reference point) and ``rungs`` (its ``rung_<step>``
+        user attrs).
+    """
+    arm_spec = dataclasses.replace(spec, sampler=sampler, seed=seed, n_trials=n_trials)
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        sampler=make_sampler(arm_spec),
+        directions=spec.objectives.directions,
+    )
+    for fixed in fixed_trials(spec):  # as `search.study.open_study` enqueues them
+        attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
+        study.enqueue_trial({}, user_attrs=attrs)
+    pruner = pruner_for(spec, enabled=stopping != "none", rule=None if stopping == "none" else stopping)
+    names = ["accuracy", *spec.objectives.minimize]
+    reference = [spec.hypervolume_reference[n] for n in names]
+    acc_key = spec.objectives.accuracy
+    scales = time_scales(table, clock)
+    heap: list[tuple[float, int, _Run]] = []
+    order = itertools.count()
+    started = 0
+    points: list[tuple[float, ...]] = []
+    out: list[dict[str, Any]] = []
+
+    def start(t: float) -> None:
+        nonlocal started
+        if started >= n_trials:
+            return
+        started += 1
+        trial = study.ask()
+        role = trial.user_attrs.get("role", "search")
+        if "role" not in trial.user_attrs:
+            trial.set_user_attr("role", role)
+        if role == "search":
+            row, distance = table.nearest(sample_params(trial, spec), spec.space)
+        else:
+            row = table.fixed(
+                resolve_config(spec, {}, overrides=trial.user_attrs.get("fixed_overrides") or {})
+            )
+            distance = 0.0
+        trial.set_user_attr("table_row", row["index"])
+        costs = _costs(row)
+        cost_attrs, violations, feasible = record_costs(trial, spec, costs, costs.baseline_latency_ms)
+        if not feasible and role == "search":  # over budget: skipped without training, as live
+            over = ", ".join(k for k, v in violations.items() if v > 0)
+            trial.set_user_attr("skipped", f"over budget: {over}")
+            events = [(t + scales[row["index"]] * float(row.get("cost_s") or 0.0), "skip", 0)]
+        else:
+            events = _schedule(spec, row, t, stoppable=role == "search", scale=scales[row["index"]])
+        run = _Run(trial, role, row, distance, cost_attrs, t, events)
+        heapq.heappush(heap, (events[0][0], next(order), run))
+
+    def finish(
+        run: _Run, t: float, state: TrialState, values: tuple[float, ...] | None, feasible: bool
+    ) -> None:
+        study.tell(run.trial, values=values, state=state)
+        if state == TrialState.COMPLETE and feasible and values is not None:
+            points.append(values)
+        hv = hypervolume(np.array(points), spec.objectives.directions, reference) if points else 0.0
+        ua = run.trial.user_attrs
+        out.append(
+            {
+                "trial": run.trial.number, "role": run.role, "row": run.row["index"], "distance": run.distance,
+                "state": state.name, "stop_rung": ua.get("stop_rung"), "start": run.start, "end": t,
+                "values": values if state == TrialState.COMPLETE and feasible else None, "hypervolume": hv,
+                "rungs": {k: v for k, v in ua.items() if k.startswith("rung_")},
+            }
+        )  # fmt: skip
+
+    for _ in range(workers):
+        start(0.0)
+    while heap:
+        t, _, run = heapq.heappop(heap)
+        _, kind, step = run.events.pop(0)
+        if kind == "skip":
+            finish(run, t, TrialState.COMPLETE, objective_values(spec, 0.0, run.cost_attrs), feasible=False)
+        elif kind == "fail":
+            run.trial.set_user_attr("fail_reason", run.row["failed"]["reason"])
+            finish(run, t, TrialState.FAIL, None, feasible=False)
+        elif kind == "rung":
+            acc = Table.metric_at(run.row, "val", acc_key, step)
+            try:
+                stop_at_rung(pruner, study, run.trial, step, objective_values(spec, acc, run.cost_attrs))
+            except optuna.TrialPruned:
+                finish(run, t, TrialState.PRUNED, None, feasible=False)
+            else:
+                heapq.heappush(heap, (run.events[0][0], next(order), run))
+                continue
+        else:
+            acc = Table.metric_at(run.row, "val", acc_key, step)
+            if not math.isfinite(acc):
+                run.trial.set_user_attr("fail_reason", f"val {acc_key} is {acc}")
+                finish(run, t, TrialState.FAIL, None, feasible=False)
+            else:
+                for split in ("val", "test"):
+                    run.trial.set_user_attr(
+                        split,
+                        {
+                            k: Table.metric_at(run.row, split, k, step)
+                            for k in METRIC_KEYS
+                            if k in run.row[split]
+                        },
+                    )
+                feasible = bool(run.trial.user_attrs.get("feasible", True))
+                finish(run, t, TrialState.COMPLETE, objective_values(spec, acc, run.cost_attrs), feasible)
+        start(t)
+    return out
+
+
+_NEVER = 1e9
+
+
+def _arm(sampler: str, stopping: str) -> str:
+    return f"{sampler}/{stopping}"
+
+
+def _hv_at(records: list[dict[str, Any]], t: float) -> float:
+    """Hypervolume of a study at simulated time ``t`` (0 before its first result)."""
+    hv = 0.0
+    for r in records:
+        if r["end"] > t:
+            break
+        hv = r["hypervolume"]
+    return hv
+
+
+def summarise(
+    results: dict[tuple[str, str], list[list[dict[str, Any]]]], *, default: tuple[str, str]
+) -> list[str]:
+    """One line per arm: the median share of its sampler's no-stopping time needed to reach 95% of that
+    arm's final hypervolume (same seed), final hypervolume and pruning, and random search at equal time.
+
+    Args:
+        results: (sampler, stopping) → per-seed finishing records of :func:`simulate_study`.
+        default: the (sampler, stopping) arm the spec's defaults would run.
+    """
+    lines = []
+    for (sampler, stopping), per_seed in results.items():
+        full = results.get((sampler, "none"))
+        rand = results.get(("random", "none"))
+        fracs, finals, wins, ratios = [], [], 0, []
+        pruned = repeats = total = 0
+        for k, recs in enumerate(per_seed):
+            total += len(recs)
+            pruned += sum(r["state"] == "PRUNED" for r in recs)
+            seen: set[int] = set()
+            for r in recs:
+                repeats += r["role"] == "search" and r["row"] in seen
+                seen.add(r["row"])
+            if full is not None and full[k][-1]["hypervolume"] > 0:  # else nothing feasible to reach
+                ref, t_full = full[k][-1]["hypervolume"], full[k][-1]["end"]
+                t95 = next((r["end"] for r in recs if r["hypervolume"] >= 0.95 * ref), math.inf)
+                fracs.append(t95 / t_full if t_full > 0 else math.inf)
+                finals.append(recs[-1]["hypervolume"] / ref)
+            if rand is not None:
+                t_end = recs[-1]["end"]
+                mine, theirs = recs[-1]["hypervolume"], _hv_at(rand[k], t_end)
+                wins += mine > theirs
+                ratios.append(mine / theirs if theirs > 0 else math.inf)
+        n = len(per_seed)
+        # "never" is a large finite stand-in, so quantiles through it read "never" instead of NaN.
+        q = np.quantile(np.minimum(fracs, _NEVER), [0.25, 0.5, 0.75]) if fracs else [math.nan] * 3
+        qs = [("never" if x >= _NEVER / 2 else f"{x:.2f}") for x in q]
+        final = f"{np.median(finals):.3f}" if finals else "n/a"
+        never = sum(math.isinf(f) for f in fracs)
+        star = " (default)" if (sampler, stopping) == default else ""
+        lines.append(
+            f"{_arm(sampler, stopping) + star:<24} reaches 95% of the no-stopping final HV in a median "
+            f"{qs[1]} of its time (IQR {qs[0]}-{qs[2]}; never in {never}/{len(fracs)}); final HV "
+            f"{final}x no-stopping; pruned {pruned / max(1, total):.0%}; repeated rows "
+            f"{repeats / max(1, total):.0%}; vs random/none at equal time: HV x{np.median(ratios):.3f}, "
+            f"higher in {wins}/{n}"
+        )
+    return lines
+
+
+def simulate(
+    spec: Any,
+    table: Table,
+    *,
+    seeds: int,
+    workers: int,
+    out_dir: str | Path,
+    n_trials: int | None = None,
+    samplers: tuple[str, ...] = SAMPLERS,
+    stoppings: tuple[str, ...] | None = None,
+    progress: bool = True,
+    clock: str = "wall",
+) -> list[str]:
+    """Every arm × seed; writes ``simulate.csv``, ``simulate_trials.csv``, ``simulate.png`` under ``out_dir``.
+
+    Args:
+        spec: the StudySpec.
+        table: its learning-curve table.
+        seeds: studies per arm (sampler seeds ``spec.seed + 0 .. seeds - 1``).
+        workers: asynchronous workers per study.
+        out_dir: output folder (created).
+        n_trials: trials per study (default ``spec.n_trials``).
+        samplers: samplers to compare.
+        stoppings: ``"none"`` and rules (default: none, mo-asha and the spec's default rule).
+        progress: print one line per finished arm.
+        clock: ``"wall"`` or ``"cpu"`` (:func:`time_scales`).
+
+    Returns:
+        The summary lines (:func:`summarise`).
+    """
+    from search.plots import simulation_plot
+    from search.spec_schema import DEFAULT_STOPPING_RULE
+
+    check_table(spec, table)
+    time_scales(table, clock)  # refuse a clock the table cannot give before simulating anything
+    n_trials = n_trials or spec.n_trials
+    if not n_trials:
+        raise TableError("--n-trials: the spec sets no study.n_trials; give --n-trials")
+    stoppings = stoppings or tuple(dict.fromkeys(("none", "mo-asha", DEFAULT_STOPPING_RULE)))
+    es = spec.early_stopping
+    default = (spec.sampler, es.rule if es.enabled and es.rungs else "none")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for sampler in samplers:
+        for stopping in stoppings:
+            results[(sampler, stopping)] = [
+                simulate_study(
+                    spec,
+                    table,
+                    sampler=sampler,
+                    stopping=stopping,
+                    seed=spec.seed + k,
+                    workers=workers,
+                    n_trials=n_trials,
+                    clock=clock,
+                )  # fmt: skip
+                for k in range(seeds)
+            ]
+            if progress:
+                print(f"simulated {_arm(sampler, stopping)}: {seeds} studies", flush=True)
+    names = ["accuracy", *spec.objectives.minimize]
+    with (
+        open(out / "simulate.csv", "w", newline="") as f,
+        open(out / "simulate_trials.csv", "w", newline="") as g,
+    ):
+        w = csv.writer(f)
+        w.writerow(["arm", "sampler", "stopping", "seed", "sim_time_s", "hypervolume", "is_default"])
+        wt = csv.writer(g)
+        wt.writerow(
+            [
+                "arm",
+                "seed",
+                "trial",
+                "role",
+                "row",
+                "distance",
+                "state",
+                "stop_rung",
+                "start_s",
+                "end_s",
+                *names,
+            ]
+        )
+        for (sampler, stopping), per_seed in results.items():
+            is_default = int((sampler, stopping) == default)
+            for k, recs in enumerate(per_seed):
+                for r in recs:
+                    if r["state"] in ("COMPLETE", "PRUNED"):
+                        w.writerow([_arm(sampler, stopping), sampler, stopping, spec.seed + k,
+                                    f"{r['end']:.3f}", f"{r['hypervolume']:.6g}", is_default])  # fmt: skip
+                    wt.writerow([_arm(sampler, stopping), spec.seed + k, r["trial"], r["role"], r["row"],
+                                 f"{r['distance']:.3f}", r["state"], r["stop_rung"] or "", f"{r['start']:.3f}",
+                                 f"{r['end']:.3f}", *(r["values"] or [""] * len(names))])  # fmt: skip
+    curves = {
+        _arm(*arm): [[(r["end"], r["hypervolume"]) for r in recs] for recs in per_seed]
+        for arm, per_seed in results.items()
+    }
+    simulation_plot(curves, out / "simulate.png", default=_arm(*default))
+    return summarise(results, default=default) + _baseline_share(spec, results)
+
+
+def _baseline_share(spec: Any, results: dict[tuple[str, str], list[list[dict[str, Any]]]]) -> list[str]:
+    """How much of the final hypervolume the baseline holds alone (it runs first in every arm)."""
+    names = ["accuracy", *spec.objectives.minimize]
+    reference = [spec.hypervolume_reference[n] for n in names]
+    shares = []
+    for (_, stopping), per_seed in results.items():
+        if stopping != "none":
+            continue
+        for recs in per_seed:
+            base = [r["values"] for r in recs if r["role"] == "baseline" and r["values"] is not None]
+            if base and recs[-1]["hypervolume"] > 0:
+                shares.append(
+                    hypervolume(np.array(base), spec.objectives.directions, reference)
+                    / recs[-1]["hypervolume"]
+                )
+    if not shares:
+        return []
+    return [
+        f"the baseline alone holds a median {np.median(shares):.0%} of the no-stopping arms' final hypervolume"
+    ]

@@ -1,0 +1,55 @@
+"""bench/record_curves.py: a tiny recording, resumed, refused when it would mix runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import pytest
+
+from search.table import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "tests" / "data" / "tiny_spec.toml"
+
+
+def _recorder():
+    spec = importlib.util.spec_from_file_location("record_curves", ROOT / "bench" / "record_curves.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_record_resume_and_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recorder()
+    out = tmp_path / "t.jsonl.gz"
+    args = ["--spec", str(SPEC), "--out", str(out), "--threads", "1", "--steps", "20", "--eval-every", "10"]
+    assert rec.main([*args, "--n", "1"]) == 0
+    first = read_table(out)
+    assert [r["index"] for r in first.rows] == [0] and first.rows[0]["role"] == "baseline"
+    base = first.rows[0]
+    assert base["trained"] and base["steps"] == [10, 20] and base["costs"]["latency_ratio"] == 1.0
+    assert set(base["test"]) >= {"pck_0.05", "pck_0.1", "nme"} and len(base["test"]["pck_0.1"]) == 2
+    assert base["train_s_per_step"] > 0 and base["eval_s"] > 0 and base["cost_s"] >= 0
+    h = first.header
+    assert h["data_hash"] and h["spec_hash"] and h["machine"]["threads"] == 1 and h["code_version"]
+    assert "[1/1 trained" in capsys.readouterr().out
+
+    # Resume: the baseline row is kept byte for byte, the sampled rows continue the sequence.
+    assert rec.main([*args, "--n", "3"]) == 0
+    again = read_table(out)
+    assert again.rows[0] == base and again.rows[0]["index"] == 0
+    trained = [r for r in again.rows if r["trained"]]
+    assert len(trained) == 3 and [r["index"] for r in again.rows] == list(range(len(again.rows)))
+    assert all(r["role"] == "search" and r["params"] for r in again.rows[1:])
+    assert all(not r["trained"] and not r["feasible"] for r in again.rows if not r["trained"])
+    assert len(again.header["sessions"]) == 2
+    # The same points, in the same order, as a fresh plan draws (the sampler sequence is fixed).
+    plan = itertools.islice(rec.plan(rec.load(str(SPEC), 20), rec.SAMPLE_SEED), len(again.rows))
+    assert [p for _, _, _, p, _ in plan] == [r["params"] for r in again.rows]
+
+    # Another thread count would mix curves of different float sums: refused, table untouched.
+    before = out.read_bytes()
+    assert rec.main([*args[:4], "--threads", "2", *args[6:], "--n", "4"]) == 2
+    assert "threads=1" in capsys.readouterr().err and out.read_bytes() == before
