@@ -60,8 +60,10 @@ def finished_study(
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(storage_url, heartbeat=False))
-    except (KeyError, StorageError):
+        study = optuna.load_study(
+            study_name=name, storage=make_storage(storage_url, heartbeat=False, read_only=True)
+        )
+    except (KeyError, StorageError):  # NoStorage included: a re-run check never creates storage
         return None  # not there (or not reachable): the full path creates it or says why
     if study.user_attrs.get("spec_raw") != _plain(raw):
         return None
