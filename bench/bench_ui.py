@@ -11,6 +11,7 @@ the 1-minute load average is printed beside every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -31,10 +32,8 @@ def group_size(pgid: int) -> int:
     n = 0
     for d in os.listdir("/proc"):
         if d.isdigit():
-            try:
+            with contextlib.suppress(OSError):  # the process ended meanwhile
                 n += os.getpgid(int(d)) == pgid
-            except OSError:
-                pass
     return n
 
 
