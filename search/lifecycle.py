@@ -245,7 +245,10 @@ class ParentRun:
                 self.close_dead_runs()
                 refresh_parent(self.study, self.spec, self.tracker)
             except Exception as e:  # the results are safe in storage; the report is redone next time
-                _warn(f"could not refresh the MLflow parent run: {str(e).splitlines()[0] if str(e) else e!r}")
+                if status != "KILLED":  # after Ctrl-C the one "interrupted" line says enough
+                    _warn(
+                        f"could not refresh the MLflow parent run: {str(e).splitlines()[0] if str(e) else e!r}"
+                    )
         try:
             self.lease.stop()
             others = self.lease.others_alive()
