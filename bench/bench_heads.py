@@ -206,7 +206,11 @@ def main() -> None:
             r = fut.result()
             runs.append(r)
             stored.append(r)
-            out.write_text(json.dumps(stored, indent=1))  # after every run: an interrupted bench resumes
+            tmp = out.with_name(
+                out.name + ".tmp"
+            )  # after every run, atomically: an interrupted bench resumes
+            tmp.write_text(json.dumps(stored, indent=1))
+            tmp.replace(out)
             eta = (time.time() - t0) / i * (len(todo) - i)
             print(f"[{i}/{len(todo)} ETA {eta / 60:.0f} min] {r['key']}: left plateau at {r['left_plateau_step']}, "
                   f"final {r['curve'][-1][1]:.3f}, {r['wall_s']:.0f} s, load {r['load_end']:.1f}", flush=True)  # fmt: skip
