@@ -373,7 +373,9 @@ def summarise(
     Columns: the median (and IQR) share of the no-stopping arm's time needed to reach 95% of its final
     hypervolume; the same for 95% of what the search adds to the baseline's hypervolume (the baseline
     runs first in every arm and can hold most of the volume alone, which makes the first figure
-    trivially small); final hypervolume relative to no stopping; trials stopped; trials that landed on
+    trivially small); final hypervolume and the time the whole budget took, relative to no stopping,
+    and hypervolume against no stopping at the time this arm finished (what stopping buys in a study
+    limited by time); trials stopped; trials that landed on
     a row already used in the same study; and hypervolume against random search without stopping at
     the same simulated time (median ratio, seeds where higher).
 
@@ -384,13 +386,14 @@ def summarise(
     """
     lines = [
         f"{'arm':<26} {'95% of HV':>9} {'IQR':>11} {'never':>5}  {'95% of gain':>11} {'IQR':>11} "
-        f"{'never':>5}  {'final HV':>8} {'pruned':>6} {'repeats':>7}  vs random/none at equal time",
+        f"{'never':>5}  {'final HV':>8} {'time':>5} {'HV@time':>7} {'pruned':>6} {'repeats':>7}  "
+        "vs random/none at equal time",
     ]
     shares = []
     for (sampler, stopping), per_seed in results.items():
         full = results.get((sampler, "none"))
         rand = results.get(("random", "none"))
-        fracs, gains, finals, ratios, wins = [], [], [], [], 0
+        fracs, gains, finals, used, ratios, wins, own = [], [], [], [], [], 0, []
         pruned = repeats = total = 0
         for k, recs in enumerate(per_seed):
             total += len(recs)
@@ -408,6 +411,8 @@ def summarise(
                     t95 = next((r["end"] for r in recs if r["hypervolume"] >= bar), math.inf)
                     out.append(t95 / t_full if t_full > 0 else math.inf)
                 finals.append(recs[-1]["hypervolume"] / ref)
+                used.append(recs[-1]["end"] / t_full)
+                own.append(recs[-1]["hypervolume"] / max(_hv_at(full[k], recs[-1]["end"]), 1e-300))
             if rand is not None:
                 mine, theirs = recs[-1]["hypervolume"], _hv_at(rand[k], recs[-1]["end"])
                 wins += mine > theirs
@@ -417,7 +422,9 @@ def summarise(
         lines.append(
             f"{name:<26} {f[0]:>9} {f[1] + '-' + f[2]:>11} {sum(map(math.isinf, fracs)):>5}  "
             f"{g[0]:>11} {g[1] + '-' + g[2]:>11} {sum(map(math.isinf, gains)):>5}  "
-            f"{(f'{np.median(finals):.3f}' if finals else 'n/a'):>8} {pruned / max(1, total):>6.0%} "
+            f"{(f'{np.median(finals):.3f}' if finals else 'n/a'):>8} "
+            f"{(f'{np.median(used):.2f}' if used else 'n/a'):>5} {(f'{np.median(own):.3f}' if own else 'n/a'):>7} "
+            f"{pruned / max(1, total):>6.0%} "
             f"{repeats / max(1, total):>7.0%}  x{np.median(ratios):.3f}, higher in {wins}/{len(per_seed)}"
         )
     if shares:
