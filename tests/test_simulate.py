@@ -257,7 +257,12 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path: Path) -> None:
     assert {s for _, s in arms} >= {"none", "mo-asha"} and {s for s, _ in arms} == {"random", "tpe"}
     assert {x["arm"] for x in rows if x["is_default"] == "1"} == {"tpe/" + tiny_spec().early_stopping.rule}
     assert (out / "simulate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sum("reaches 95%" in line for line in r.stdout.splitlines()) == len(arms)
+    lines = r.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("arm "))
+    assert "95% of HV" in lines[head] and "95% of gain" in lines[head]
+    assert sorted(line.split()[0] for line in lines[head + 1 : head + 1 + len(arms)]) == sorted(
+        f"{a}/{b}" for a, b in arms
+    )
 
 
 def test_cli_simulate_bad_table_exits_2(tmp_path: Path) -> None:
