@@ -1,9 +1,10 @@
 """Where a study's non-training time goes, and how long re-running a finished study takes.
 
-    .venv/bin/python bench/bench_overhead.py [--spec studies/default.toml] [--n-trials 4] \
+    .venv/bin/python bench/bench_overhead.py [--spec studies/default.toml] [--n-trials 6] \
         [--steps N] [--n-train N]
 
-Runs `python -m search run` on the spec (with the options applied) in a fresh temporary folder (imports,
+Runs `python -m search run` on the spec (with the options applied, one baseline, no seed check, no
+timeout) in a fresh temporary folder (imports,
 dataset, MLflow store, parent run, worker, report), then reads the storage back and splits each trial's
 time into training steps, evaluation, and the rest (costs, sampling, MLflow logging), plus the gap
 between trials (summary line, MLflow bookkeeping, report refresh) and the start-up and tail of the
@@ -57,7 +58,8 @@ def main() -> None:
     full_every = int(raw.get("train", {}).get("eval_every", 100))
     full_rungs = list(raw.get("early_stopping", {}).get("rungs", []))
     raw["study"]["n_trials"] = args.n_trials
-    raw["study"].pop("timeout_min", None)
+    for key in ("timeout_min", "baseline_lrs", "verify_seeds"):  # one baseline, no seed check: trials only
+        raw["study"].pop(key, None)
     if args.steps:
         raw["train"]["steps"] = args.steps
         raw["train"]["eval_every"] = max(1, round(full_every * args.steps / full_steps))

@@ -228,7 +228,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     from search.costs import measure_costs
     from search.space import resolve_config
     from search.study import code_version, cpu_count, spec_data
-    from search.table import FORMAT, TableError, read_table, write_table
+    from search.table import FORMAT, TableError, config_key, read_table, write_table
 
     for name in ("n", "eval_every"):
         if getattr(args, name) < 1:
@@ -275,7 +275,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
                 )
         header, rows = old, table.rows
         header["sessions"] = [*header.get("sessions", []), session]
-    done = {r["index"] for r in rows}
+    done = {r["index"]: r for r in rows}
     trained = sum(r.get("trained", False) for r in rows)
     print(
         f"table {out}: {len(rows)} rows ({trained} trained) of --n {args.n}; spec {args.spec} "
@@ -293,6 +293,13 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         if trained >= args.n:
             break
         if index in done:
+            if config_key(done[index]["config"]) != config_key(
+                config
+            ):  # the code resolves configs differently now
+                raise TableError(
+                    f"--out: {out} row {index} was recorded with another config for the same point "
+                    f"(code {done[index].get('code_version')} vs {code_version()}); use another --out"
+                )
             continue
         row = {"kind": "row", "index": index, "role": role, "name": name, "params": params, "config": config}
         row |= record_one(

@@ -152,7 +152,6 @@ def cost_peer_continue(
     *,
     eta: int,
     directions: Sequence[str],
-    slack: float = 0.0,
 ) -> bool:
     """Rule ``"cost-asha"``: top ``max(1, n // eta)`` by rung accuracy among cost-dominating peers.
 
@@ -163,7 +162,6 @@ def cost_peer_continue(
             number is ignored.
         eta: reduction factor (>= 2).
         directions: ``"maximize"`` / ``"minimize"`` per value.
-        slack: a peer may cost up to ``(1 + slack)`` times the candidate's cost ("similar or lower").
 
     Returns:
         True when the candidate keeps training.
@@ -175,8 +173,7 @@ def cost_peer_continue(
         raise ValueError(f"values: expected {len(directions)} values per record (one per direction)")
     mine, others = loss[0], loss[1:]
     # Peers cost no more in every cost; NaN costs are +inf, so a diverged record is nobody's peer.
-    limit = mine[1:] + slack * np.abs(mine[1:])
-    peers = others[np.all(others[:, 1:] <= limit, axis=1)] if len(others) else others
+    peers = others[np.all(others[:, 1:] <= mine[1:], axis=1)] if len(others) else others
     k = max(1, (len(peers) + 1) // eta)
     better = int(np.sum(peers[:, 0] < mine[0])) if len(peers) else 0
     return better < k

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.table import read_table
+from search.table import read_table, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "data" / "tiny_spec.toml"
@@ -53,3 +53,11 @@ def test_record_resume_and_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[
     before = out.read_bytes()
     assert rec.main([*args[:4], "--threads", "2", *args[6:], "--n", "4"]) == 2
     assert "threads=1" in capsys.readouterr().err and out.read_bytes() == before
+
+    # Code that resolves the same point into another config (a new model field) must not append to it.
+    rows = [dict(r) for r in again.rows]
+    rows[0]["config"] = {**rows[0]["config"], "train": {**rows[0]["config"]["train"], "lr": 0.5}}
+    write_table(out, again.header, rows)
+    before = out.read_bytes()
+    assert rec.main([*args, "--n", "4"]) == 2
+    assert "row 0 was recorded with another config" in capsys.readouterr().err and out.read_bytes() == before

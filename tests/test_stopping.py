@@ -14,6 +14,7 @@ from search.stopping import (
     ParetoASHA,
     RungRecord,
     cost_peer_continue,
+    hv_contribution_continue,
     prune,
     rank_pool,
     should_continue,
@@ -268,3 +269,69 @@ def test_cost_asha_through_storage_and_the_shared_rung_call() -> None:
     assert "stop_rung" not in study.trials[rival.number].user_attrs
     with pytest.raises(ValueError, match="^rule"):
         ParetoASHA(rungs=[10], eta=2, directions=DIRS3, rule="median")
+
+
+# --- hv-asha: exclusive hypervolume contribution at the rung ---------------------------------------
+
+REF2 = (0.0, 10.0)  # (accuracy, cost): accuracy above 0, cost below 10
+
+
+def hv(x: RungRecord, comps: list[RungRecord], eta: int = 3) -> bool:
+    return hv_contribution_continue(x, comps, eta=eta, directions=DIRS2, reference=REF2)
+
+
+def test_hv_asha_stops_a_non_dominated_trial_that_adds_little() -> None:
+    a = rec(0, 0.9, 5.0)  # box 5 x 0.9 = 4.5
+    # b is cheaper than a (non-dominated) but adds only the strip [4, 5) x 0.1 = 0.1 against a's 4.0.
+    assert not hv(rec(1, 0.1, 4.0), [a])
+    assert should_continue(rec(1, 0.1, 4.0), [a], eta=3, directions=DIRS2)  # MO-ASHA keeps it
+    # Equal exclusive contributions (2.0 each) are a tie at the cut: promoted.
+    assert hv(rec(1, 0.5, 1.0), [a])
+    assert hv(rec(1, 0.95, 5.0), [a])  # dominates a: all of the shared box is its own
+
+
+def test_hv_asha_first_arrival_dominated_and_outside_reference() -> None:
+    assert hv(rec(0, 0.0, 99.0), [])  # alone: continues whatever it is
+    assert not hv(rec(1, 0.5, 6.0), [rec(0, 0.9, 5.0)])  # dominated: contributes nothing
+    assert not hv(rec(1, 0.99, 11.0), [rec(0, 0.1, 5.0)])  # beyond the reference cost: nothing
+
+
+def test_hv_asha_top_fraction_of_the_pool() -> None:
+    from search.pareto import hypervolume
+
+    # An irregular staircase of six non-dominated points; eta 3 -> k = 2: the two points whose
+    # exclusive contribution is largest continue, the other four stop.
+    pool = [
+        rec(i, a, c)
+        for i, (a, c) in enumerate([(0.1, 1.0), (0.3, 2.0), (0.35, 3.0), (0.6, 5.0), (0.62, 6.0), (0.9, 9.0)])
+    ]
+    pts = [r.values for r in pool]
+    total = hypervolume(pts, DIRS2, REF2)
+    own = [total - hypervolume(pts[:i] + pts[i + 1 :], DIRS2, REF2) for i in range(6)]
+    best_two = set(sorted(range(6), key=lambda i: -own[i])[:2])
+    kept = {x.number for x in pool if hv(x, [r for r in pool if r is not x])}
+    assert kept == best_two and len(set(own)) == 6
+
+
+def test_hv_asha_through_the_spec_and_storage() -> None:
+    from types import SimpleNamespace
+
+    from search.spec_schema import EarlyStoppingSpec, ObjectiveSpec
+    from search.stopping import pruner_for
+
+    spec = SimpleNamespace(
+        early_stopping=EarlyStoppingSpec(rungs=(100,), eta=3, rule="hv-asha"),
+        objectives=ObjectiveSpec(accuracy="pck_0.05", minimize=("params", "latency_ms")),
+        hypervolume_reference={"accuracy": 0.0, "params": 1e6, "latency_ms": 10.0},
+    )
+    asha = pruner_for(spec)
+    assert asha.rule == "hv-asha" and asha.reference == (0.0, 1e6, 10.0)
+    study = _study()
+    t0 = study.ask()
+    stop_at_rung(asha, study, t0, 100, (0.8, 5e5, 5.0))
+    t1 = study.ask()  # cheaper in both, much less accurate: a thin sliver of the volume
+    with pytest.raises(optuna.TrialPruned):
+        stop_at_rung(asha, study, t1, 100, (0.05, 4e5, 4.0))
+    assert study.trials[1].user_attrs["stop_rung"] == 100
+    assert pruner_for(spec, enabled=False).enabled is False
+    assert pruner_for(spec, rule="mo-asha").rule == "mo-asha"
