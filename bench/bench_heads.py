@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
+from search.task.plateau import PLATEAU_MARGIN  # noqa: E402
 
 #: Backbones (``ModelConfig`` dicts without a head). The two FocalNets are small (<= 2 M params with any head).
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -171,7 +172,7 @@ def summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"val PCK@0.05, mean ± std over seeds {args.seeds}; {args.dataset}, {args.n_train} train patches, "
         f"batch {args.batch_size}, warm-up {args.warmup}; constant predictor {const:.3f} (plateau left at >= "
-        f"{const + 0.05:.3f}); load average now {os.getloadavg()[0]:.1f}",
+        f"{const + PLATEAU_MARGIN:.3f}); load average now {os.getloadavg()[0]:.1f}",
         "  ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in body]
