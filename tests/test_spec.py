@@ -51,7 +51,7 @@ def test_default_study_contents() -> None:
     lr = spec.space["train.lr"]
     # The lr-sanity range (issue 9): FocalNets + pool collapse onto the constant-predictor plateau at >= 4e-3.
     assert lr.kind == "float" and lr.log and (lr.low, lr.high) == (1e-3, 4e-3)
-    assert spec.space["head.kind"].choices == ("heatmap", "flatten")
+    assert spec.space["head.kind"].choices == ("heatmap", "simcc", "flatten")
     assert spec.baseline_lrs == (1e-3, 2e-3, 4e-3, 6e-3) and spec.verify_seeds == 3
     # Sampling order: patch size, then the stage layout, then the rest by name.
     assert list(spec.space)[:4] == [
