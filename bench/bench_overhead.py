@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_overhead.py [--spec studies/default.toml] [--n-trials 6] \
         [--steps N] [--n-train N]
+    .venv/bin/python bench/bench_overhead.py --journal mlruns/optuna.journal   # the study `make study` ran
 
 Runs `python -m search run` on the spec (with the options applied, one baseline, no seed check, no
 timeout) in a fresh temporary folder (imports,
@@ -11,6 +12,7 @@ between trials (summary line, MLflow bookkeeping, report refresh) and the start-
 process. With `--steps` (a shorter budget, for speed) it also extrapolates the per-trial overhead to
 the spec's own budget using the measured seconds per step and per evaluation. Then it runs the same
 command again on the finished study (goal: <= 3 s) and prints wall and CPU seconds of both runs.
+With `--journal` it only reads an existing study of the spec (the real one, at its own budget).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def main() -> None:
     ap.add_argument("--n-trials", type=int, default=6)
     ap.add_argument("--steps", type=int, default=None, help="shorter budget; figures are extrapolated")
     ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument(
+        "--journal",
+        default=None,
+        help="read an existing study's journal (e.g. mlruns/optuna.journal after `make study`) instead of running",
+    )
     args = ap.parse_args()
 
     raw = tomllib.loads(Path(args.spec).read_text())
@@ -68,6 +75,10 @@ def main() -> None:
         es["rungs"] = sorted({max(1, round(r * args.steps / full_steps)) for r in full_rungs})
     if args.n_train:
         raw["data"]["n_train"] = args.n_train
+    if args.journal:  # the real study at its own budget: nothing to extrapolate, no start-up/tail to time
+        print(f"uptime: {os.getloadavg()} (1/5/15-min load), {os.cpu_count()} cores; reading {args.journal}")
+        report(Path(args.journal), raw, None, None, full_steps, full_every, full_rungs)
+        return
     print(f"uptime: {os.getloadavg()} (1/5/15-min load), {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
@@ -76,14 +87,20 @@ def main() -> None:
         t_launch, wall, cpu, out = _run(cmd, work)
         t_end = t_launch + wall
         _, wall2, cpu2, out2 = _run(cmd, work)
-        report(work, raw, t_launch, t_end, full_steps, full_every, full_rungs)
+        report(work / "mlruns" / "optuna.journal", raw, t_launch, t_end, full_steps, full_every, full_rungs)
         print(f"\nfirst run: {wall:.1f}s wall, {cpu:.1f}s CPU")
         print(f"re-run of the finished study: {wall2:.2f}s wall, {cpu2:.2f}s CPU (goal <= 3 s wall)")
         print("  " + out2.strip().splitlines()[-1])
 
 
 def report(
-    work: Path, raw: dict, t_launch: float, t_end: float, full_steps: int, full_every: int, full_rungs: list
+    journal: Path,
+    raw: dict,
+    t_launch: float | None,
+    t_end: float | None,
+    full_steps: int,
+    full_every: int,
+    full_rungs: list,
 ) -> None:
     import optuna
 
@@ -91,9 +108,12 @@ def report(
     from search.task.train import TrainConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(f"journal:{work / 'mlruns' / 'optuna.journal'}", heartbeat=False)
+    storage = make_storage(f"journal:{journal}", heartbeat=False)
     study = optuna.load_study(study_name=raw["study"]["name"], storage=storage)
-    trials = sorted(study.get_trials(), key=lambda t: t.datetime_start)
+    # Finished trials only (a study read while it runs has one RUNNING); the seed check is not search work.
+    trials = sorted(
+        (t for t in study.get_trials() if t.datetime_complete is not None), key=lambda t: t.datetime_start
+    )
     steps = int(raw["train"]["steps"])
     n_evals = len(TrainConfig(steps=steps, warmup_steps=0, eval_every=int(raw["train"]["eval_every"]),
                               eval_steps=tuple(raw["early_stopping"].get("rungs", []))).evaluation_steps())  # fmt: skip
@@ -105,7 +125,7 @@ def report(
     print(
         f"\n{'trial':>5} {'state':<9} {'wall s':>7} {'train':>7} {'eval':>6} {'costs':>6} {'other':>6} {'gap':>6}  overhead"
     )
-    fixed_sum = dur_sum = ext_sum = ext_total = 0.0
+    fixed_sum = dur_sum = ext_sum = ext_total = all_fixed = all_dur = 0.0
     for i, t in enumerate(trials):
         tm = t.user_attrs.get("timing") or {}
         start, end = t.datetime_start.timestamp(), t.datetime_complete.timestamp()
@@ -119,20 +139,26 @@ def report(
             f"{t.number:>5} {t.state.name:<9} {dur:>7.1f} {work_s:>7.1f} {eval_s:>6.1f} {cost_s:>6.1f} {other:>6.1f} {gap:>6.1f}  "
             + (f"{over:.1%}" if tm else f"- ({t.user_attrs.get('skipped') or 'no timing'})")
         )
+        all_fixed, all_dur = all_fixed + dur + gap - work_s - eval_s, all_dur + dur + gap
         if t.user_attrs.get("role") == "search" and work_s > 0 and t.state.name == "COMPLETE":
             fixed = dur + gap - work_s - eval_s
             fixed_sum, dur_sum = fixed_sum + fixed, dur_sum + dur + gap
             at_full = full_steps / steps * work_s + full_evals / n_evals * eval_s  # same config, full budget
             ext_sum, ext_total = ext_sum + fixed, ext_total + fixed + at_full
-    first = trials[0].datetime_start.timestamp() - t_launch
-    tail = t_end - trials[-1].datetime_complete.timestamp()
-    print(
-        f"start-up (launch -> first trial): {first:.1f}s; tail (last trial -> exit, final report): {tail:.1f}s"
-    )
+    if t_launch is not None and t_end is not None:
+        first = trials[0].datetime_start.timestamp() - t_launch
+        tail = t_end - trials[-1].datetime_complete.timestamp()
+        print(
+            f"start-up (launch -> first trial): {first:.1f}s; tail (last trial -> exit, final report): {tail:.1f}s"
+        )
     if dur_sum:
         print(
             f"per-trial overhead (costs, sampling, logging, gap; not training or evaluation), trained search "
             f"trials: {fixed_sum / dur_sum:.1%} of trial wall time at {steps} steps"
+        )
+        print(
+            f"  every finished trial (stopped and skipped ones too, {len(trials)}): {all_fixed / all_dur:.1%} of "
+            f"their {all_dur:.0f} s"
         )
         if steps != full_steps:
             print(
