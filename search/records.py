@@ -214,10 +214,12 @@ def trial_summary_line(
     body = f"trial {frozen.number} {frozen.state.name:<8} {what}"
     if frozen.state == TrialState.COMPLETE and frozen.values:
         ratio = ua.get("latency_ratio")
-        body += f" val {spec.objectives.accuracy}={frozen.values[0]:.3f} params={_fmt_int(ua.get('params'))} latency={_fmt(ua.get('latency_ms'), 2)}ms"
+        # A skipped trial's stored accuracy is a placeholder for the infeasible record, not a measurement.
+        acc = "" if ua.get("skipped") else f" val {spec.objectives.accuracy}={frozen.values[0]:.3f}"
+        body += f"{acc} params={_fmt_int(ua.get('params'))} latency={_fmt(ua.get('latency_ms'), 2)}ms"
         body += f" ({ratio:.2f}x baseline)" if ratio else ""
         if ua.get("skipped"):
-            body += f" SKIPPED {ua['skipped']}"
+            body += f" SKIPPED {ua['skipped']} (not trained)"
     elif frozen.state == TrialState.PRUNED:
         body += f" stopped at rung {ua.get('stop_rung')}"
     elif frozen.state == TrialState.FAIL:

@@ -14,7 +14,7 @@ from scipy import stats
 
 from search.ablation import ablation_trials
 from search.ablation_stats import ablation_report
-from search.records import report_text, study_records
+from search.records import report_text, study_records, trial_summary_line
 from search.space import fixed_trials, resolve_config
 from search.spec import SpecError, parse_spec
 from search.study import budget_used
@@ -245,6 +245,19 @@ def test_reference_baseline_is_the_best_val_member_of_the_sweep() -> None:
     text = report_text(_searched(spec), spec)
     assert "baseline (best of 2 lrs: trial 1, lr 0.004)" in text
     assert "BASELINE (reference: best val of 2 lrs)" in text and "baseline, other lr" in text
+
+
+def test_summary_line_of_a_skipped_trial_shows_no_accuracy() -> None:
+    """An over-budget trial is recorded with a placeholder accuracy; the line must not print it as a result."""
+    spec = make_spec()
+    study = _searched(spec)
+    _add(
+        study, spec, ("search", "t005-big"), acc=0.0, params=4_000_000, lat=9.0, skipped="over budget: params"
+    )
+    skipped, trained = study.trials[-1], study.trials[2]
+    line = trial_summary_line(study, spec, skipped, t_start=0.0, n_trials=10)
+    assert "SKIPPED over budget: params (not trained)" in line and "pck_0.05=" not in line
+    assert "val pck_0.05=0.700" in trial_summary_line(study, spec, trained, t_start=0.0, n_trials=10)
 
 
 def test_verify_plan_is_front_plus_reference_times_fresh_seeds() -> None:
