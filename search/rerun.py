@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.records import FINISHED_STATES, REPORTED_ATTR, budget_used
+from search.verify import SEED_CHECKED_ATTR, VERIFY_ROLE
 
 __all__ = ["finished_study", "finished_line", "read_raw_spec"]
 
@@ -42,8 +43,9 @@ def finished_study(
     """The stored study if re-running it would do nothing, else None (the caller takes the full path).
 
     Nothing to do: the study exists with this exact spec, its budget of ``n_trials`` is used with
-    nothing queued or running, and (when ``tracking``) its complete report shows every finished
-    trial. Studies limited by time only, and ablations (resumed by missing cells), take the full path.
+    nothing queued or running, its seed check (``verify_seeds``) was completed for this budget, and (when
+    ``tracking``) its complete report shows every finished trial. Studies limited by time only, and
+    ablations (resumed by missing cells), take the full path.
 
     Args:
         raw: the spec file's TOML as a dict (`read_raw_spec`).
@@ -53,8 +55,8 @@ def finished_study(
     """
     from search.storage import StorageError, make_storage
 
-    if not raw or n_trials is None or "ablation" in raw or (raw.get("study") or {}).get("verify_seeds"):
-        return None  # ablations resume by missing cells, a seed check by missing seeds: the full path
+    if not raw or n_trials is None or "ablation" in raw:
+        return None  # ablations resume by missing cells: the full path
     name = (raw.get("study") or {}).get("name")
     if not isinstance(name, str):
         return None
@@ -71,6 +73,8 @@ def finished_study(
     trials = study.get_trials(deepcopy=False)
     if waiting or used < n_trials or any(t.state == TrialState.RUNNING for t in trials):
         return None
+    if (raw.get("study") or {}).get("verify_seeds") and study.user_attrs.get(SEED_CHECKED_ATTR) != used:
+        return None  # the seed check is missing seeds, or the front may have changed since: the full path
     if _fixed_trial_to_retry(trials):
         return None  # a baseline or variant whose last attempt failed runs again (the full path requeues it)
     finished = sum(t.state.name in FINISHED_STATES for t in trials)
@@ -84,7 +88,7 @@ def _fixed_trial_to_retry(trials: list[optuna.trial.FrozenTrial]) -> bool:
     outcome: dict[tuple[Any, Any], bool] = {}
     for t in trials:
         role = t.user_attrs.get("role")
-        if role in (None, "search"):
+        if role in (None, "search", VERIFY_ROLE):  # the seed check has its own marker (SEED_CHECKED_ATTR)
             continue
         key = (role, t.user_attrs.get("name"))
         outcome[key] = outcome.get(key, False) or t.state in (TrialState.COMPLETE, TrialState.PRUNED)

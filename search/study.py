@@ -36,7 +36,7 @@ from search.task.plateau import constant_metrics
 from search.task.train import TrainingDiverged
 from search.threads import choose_threads
 from search.tracking import StudyTracker, default_tracking_uri, ensure_local_store, redact_url
-from search.verify import VERIFY_ROLE, missing_verify_trials
+from search.verify import SEED_CHECKED_ATTR, VERIFY_ROLE, missing_verify_trials
 
 #: Seconds between two background refreshes of the parent report during a study.
 REFRESH_EVERY_S = 120.0
@@ -481,8 +481,11 @@ def run_study(
 
     try:
         phase(n_trials, spec.timeout_s)
-        if spec.verify_seeds and spec.ablation is None and _queue_seed_check(study, spec):
-            phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
+        if spec.verify_seeds and spec.ablation is None:
+            if _queue_seed_check(study, spec):
+                phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
+            if not missing_verify_trials(study, spec, study_records(study, spec)):
+                study.set_user_attr(SEED_CHECKED_ATTR, budget_used(study)[0])
     except KeyboardInterrupt:
         print(
             "interrupted: the running trial is marked FAIL; re-run the same command to continue",

@@ -32,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "CONFIDENCE",
+    "SEED_CHECKED_ATTR",
     "VERIFY_ROLE",
     "missing_verify_trials",
     "reference_baseline",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 VERIFY_ROLE = "verify"
+#: Study user attr: the search budget used (``search.records.budget_used``) when the seed check last had
+#: nothing missing. Equal to the budget used now = the check is complete for this front (a re-run can
+#: answer at once); more search trials since then may have changed the front.
+SEED_CHECKED_ATTR = "seed_check_done_at_budget"
 CONFIDENCE = 0.95
 #: Failure reasons that mean "did not run" (retry it), as opposed to a run that failed by itself.
 _NOT_RUN = ("stale", "interrupted", "surplus")

@@ -295,6 +295,7 @@ def test_seed_check_with_two_jobs_resume_and_more_seeds(tmp_path: Path, cache_en
     )  # resume: nothing to do
     assert r.returncode == 0, r.stderr[-2000:]
     assert "seed check:" not in r.stdout
+    assert "already finished" in r.stdout  # the fast path: the seed check is marked complete for this budget
     assert len(load_study(tmp_path, "seeds").get_trials()) == len(everything)
 
     study_table["verify_seeds"] = 2

@@ -13,14 +13,15 @@ from search.report_refresh import BackgroundRefresh
 from search.rerun import finished_study, read_raw_spec
 from search.spec import parse_spec
 from search.study import open_study
+from search.verify import SEED_CHECKED_ATTR
 from tests.harness_utils import ROOT, cli, quick_spec, toml_dumps
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _finished(tmp_path: Path, n_trials: int = 3) -> tuple[dict, str, optuna.Study]:
+def _finished(tmp_path: Path, n_trials: int = 3, **study_keys: object) -> tuple[dict, str, optuna.Study]:
     """A quick-spec study in a journal whose budget is used (the baseline plus sampled trials)."""
-    raw = quick_spec(study={"n_trials": n_trials})
+    raw = quick_spec(study={"n_trials": n_trials, **study_keys})
     (tmp_path / "spec.toml").write_text(toml_dumps(raw))
     raw = read_raw_spec(tmp_path / "spec.toml")
     spec = parse_spec(raw, source="spec.toml")
@@ -45,6 +46,21 @@ def test_finished_study_is_recognised(tmp_path: Path) -> None:
     assert finished_study(other, storage_url=url, n_trials=3, tracking=True) is None
     assert finished_study({**raw, "ablation": {}}, storage_url=url, n_trials=3, tracking=True) is None
     assert finished_study(raw, storage_url=url, n_trials=None, tracking=True) is None
+
+
+def test_seed_check_must_be_marked_complete_for_the_budget_used(tmp_path: Path) -> None:
+    raw, url, study = _finished(tmp_path, verify_seeds=2)
+    assert finished_study(raw, storage_url=url, n_trials=3, tracking=True) is None  # never marked
+    study.set_user_attr(SEED_CHECKED_ATTR, 2)  # marked before the last search trial: the front may differ
+    assert finished_study(raw, storage_url=url, n_trials=3, tracking=True) is None
+    study.set_user_attr(SEED_CHECKED_ATTR, 3)
+    assert finished_study(raw, storage_url=url, n_trials=3, tracking=True) is not None
+    # A seed-check trial that diverged is not a fixed trial to retry (its seed is simply missing).
+    t = study.ask()
+    t.set_user_attr("role", "verify")
+    study.tell(t, state=optuna.trial.TrialState.FAIL)
+    study.set_user_attr(REPORTED_ATTR, 4)
+    assert finished_study(raw, storage_url=url, n_trials=3, tracking=True) is not None
 
 
 def test_unfinished_work_or_stale_report_takes_the_full_path(tmp_path: Path) -> None:
