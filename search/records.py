@@ -254,7 +254,8 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
     acc = spec.objectives.accuracy
     n_base = sum(r["role"] == "baseline" for r in done)
-    header = f"{'#':>4} {'name':<28} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6} {'plateau':>9}  note"
+    w = max([28, *(len(r["name"]) for r in done)])  # full run names: the head and seed are at their end
+    header = f"{'#':>4} {'name':<{w}} {'front':<5} {'val ' + acc:>14} {'test ' + acc:>15} {'params':>11} {'MFLOPs':>9} {'lat ms':>7} {'xbase':>6} {'plateau':>9}  note"
     lines = [
         f"study {study.study_name}: {len(records)} trials, "
         + ", ".join(
@@ -284,8 +285,9 @@ def report_text(study: optuna.Study, spec: Any) -> str:
             note.append("dominates baseline")
         if r["plateau"] == "never":
             note.append("never left the plateau")
+        val = "-" if r["skipped"] else f"{v['accuracy']:.3f}"  # a skipped trial's value is a placeholder
         lines.append(
-            f"{r['number']:>4} {r['name'][:28]:<28} {'*' if r['pareto'] else '':<5} {v['accuracy']:>14.3f} {_fmt(r['test'].get(acc)):>15} "
+            f"{r['number']:>4} {r['name']:<{w}} {'*' if r['pareto'] else '':<5} {val:>14} {_fmt(r['test'].get(acc)):>15} "
             f"{_fmt_int(v['params']):>11} {(v['flops'] or 0) / 1e6:>9.1f} {_fmt(v['latency_ms'], 2):>7} {_fmt(r['latency_ratio'], 2):>6} "
             f"{r['plateau'] or '-':>9}  {', '.join(note)}"
         )

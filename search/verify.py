@@ -257,7 +257,8 @@ def verify_lines(records: list[dict[str, Any]], spec: Any) -> list[str]:
     ]
     if not rows:
         return [*lines, "  (not run yet: it runs after the search)"]
-    header = f"{'#':>4} {'name':<28} {'n':>2} {'search val':>10} {'val ' + acc:>17} {'test ' + acc:>17} {'vs baseline (test)':>26}  verdict"
+    w = max([28, *(len(r["name"]) for r in rows)])  # full run names: the head and seed are at their end
+    header = f"{'#':>4} {'name':<{w}} {'n':>2} {'search val':>10} {'val ' + acc:>17} {'test ' + acc:>17} {'vs baseline (test)':>26}  verdict"
     lines += [header, "-" * len(header)]
     for r in rows:
         vs = "-"
@@ -267,7 +268,7 @@ def verify_lines(records: list[dict[str, Any]], spec: Any) -> list[str]:
                 vs += f" [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]"
         sv = "-" if r["search_val"] is None else f"{r['search_val']:.3f}"
         lines.append(
-            f"{r['number']:>4} {r['name'][:28]:<28} {r['n']:>2} {sv:>10} {_pm(r['val_mean'], r['val_std']):>17} "
+            f"{r['number']:>4} {r['name']:<{w}} {r['n']:>2} {sv:>10} {_pm(r['val_mean'], r['val_std']):>17} "
             f"{_pm(r['test_mean'], r['test_std']):>17} {vs:>26}  {r['verdict']}"
         )
     return lines
