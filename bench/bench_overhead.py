@@ -129,8 +129,11 @@ def report(
     for i, t in enumerate(trials):
         tm = t.user_attrs.get("timing") or {}
         start, end = t.datetime_start.timestamp(), t.datetime_complete.timestamp()
-        nxt = trials[i + 1].datetime_start.timestamp() if i + 1 < len(trials) else None
-        dur, gap = end - start, (nxt - end) if nxt else 0.0
+        nxt = trials[i + 1] if i + 1 < len(trials) else None
+        # The next trial by another process (a later `run`, another worker) starts after that process's
+        # own start-up, or in parallel: not this trial's overhead.
+        same = nxt is not None and nxt.user_attrs.get("worker") == t.user_attrs.get("worker")
+        dur, gap = end - start, (nxt.datetime_start.timestamp() - end) if same else 0.0
         work_s = tm.get("train_s", 0.0) + tm.get("data_s", 0.0)
         eval_s, cost_s = tm.get("eval_s", 0.0), tm.get("cost_s", 0.0)
         other = dur - work_s - eval_s - cost_s
