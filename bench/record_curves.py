@@ -16,6 +16,11 @@ hours beside other work keeps comparable latencies.
 Resumable: every finished configuration rewrites the table atomically, so a crash or Ctrl-C loses at most
 the one being trained, and re-running the same command continues at the next missing index (it refuses
 a table made from another spec, dataset, sampler seed, evaluation interval or thread count).
+
+Parallel on W cores: run W processes with `--shard K/W --threads 1`, each with its own `--out` (shard K
+trains the indices i with i % W == K and stops at its share of `--n`), then join them with
+`--merge A B ... --out TABLE`. Which indices a shard reaches depends only on earlier configurations, never
+on the one at an index, so the merged table is still a uniform sample of the space.
 """
 
 from __future__ import annotations
@@ -209,8 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         help="thread (default): CPU time of the timing thread, stable over hours on a shared machine; "
         "wall: what a live study records",
     )
+    p.add_argument(
+        "--shard", default="0/1", help="K/W: train only indices i with i %% W == K (parallel recording)"
+    )
+    p.add_argument("--merge", nargs="+", metavar="TABLE", help="join shard tables into --out and exit")
     args = p.parse_args(argv)
     try:
+        if args.merge:
+            return merge(args.merge, Path(args.out))
         return record(args, argv if argv is not None else sys.argv[1:])
     except KeyboardInterrupt:
         print(
@@ -220,6 +231,51 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # SpecError, DataError, TableError: one line, exit 2
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+
+
+#: Header fields two tables must share to be resumed or merged: they change what a row measures.
+SAME = ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads", "latency_clock")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/W' -> (K, W) with 0 <= K < W."""
+    from search.table import TableError
+
+    try:
+        k, w = (int(x) for x in text.split("/"))
+    except ValueError:
+        k, w = -1, 0
+    if not 0 <= k < w:
+        raise TableError(f"--shard: expected K/W with 0 <= K < W (e.g. 0/2), got {text!r}")
+    return k, w
+
+
+def merge(paths: list[str], out: Path) -> int:
+    """Join shard tables: the union of their rows by index (identical rows may repeat across shards)."""
+    from search.table import TableError, config_key, read_table, write_table
+
+    tables = [read_table(p) for p in paths]
+    header = dict(tables[0].header)
+    rows: dict[int, dict[str, Any]] = {}
+    sessions: list[dict[str, Any]] = []
+    for t in tables:
+        for key in SAME:
+            if t.header.get(key) != header.get(key):
+                raise TableError(
+                    f"--merge: {t.path} has {key}={t.header.get(key)!r}, {tables[0].path} has "
+                    f"{header.get(key)!r}; only shards of one recording can be merged"
+                )
+        sessions += [s for s in t.header.get("sessions", []) if s not in sessions]
+        for r in t.rows:
+            seen = rows.setdefault(r["index"], r)
+            if config_key(seen["config"]) != config_key(r["config"]):
+                raise TableError(f"--merge: row {r['index']} has another config in {t.path}")
+    header["sessions"] = sessions
+    merged = [rows[i] for i in sorted(rows)]
+    write_table(out, header, merged)
+    trained = sum(r.get("trained", False) for r in merged)
+    print(f"table {out}: {len(merged)} rows, {trained} trained, merged from {len(tables)} tables")
+    return 0
 
 
 def record(args: argparse.Namespace, argv: list[str]) -> int:
@@ -235,6 +291,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
             raise TableError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.steps is not None and args.steps < 1:
         raise TableError(f"--steps: must be >= 1, got {args.steps}")
+    shard, shards = parse_shard(args.shard)
     spec = load(args.spec, args.steps)
     threads = args.threads or cpu_count()
     torch.set_num_threads(threads)
@@ -267,7 +324,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     if out.exists():
         table = read_table(out)
         old = table.header
-        for key in ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads", "latency_clock"):
+        for key in SAME:
             if old.get(key) != header[key]:
                 raise TableError(
                     f"--out: {out} was recorded with {key}={old.get(key)!r}, this run has {header[key]!r}; "
@@ -276,9 +333,12 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         header, rows = old, table.rows
         header["sessions"] = [*header.get("sessions", []), session]
     done = {r["index"]: r for r in rows}
-    trained = sum(r.get("trained", False) for r in rows)
+    target = -(-args.n // shards)  # this shard's share of --n
+    trained = sum(r.get("trained", False) for r in rows if r["index"] % shards == shard)
     print(
-        f"table {out}: {len(rows)} rows ({trained} trained) of --n {args.n}; spec {args.spec} "
+        f"table {out}: {len(rows)} rows ({trained} trained) of {target}"
+        + (f" (shard {shard}/{shards} of --n {args.n})" if shards > 1 else "")
+        + f"; spec {args.spec} "
         f"(steps {spec.train.get('steps')}), {threads} threads, data {data.data_hash[:12]}",
         flush=True,
     )
@@ -290,8 +350,10 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     base = dataclasses.replace(base, baseline_latency_ms=base.latency.median_ms, latency_ratio=1.0)
     t_start, this_run = time.time(), 0
     for index, role, name, params, config in plan(spec, SAMPLE_SEED):
-        if trained >= args.n:
+        if trained >= target:
             break
+        if index % shards != shard:
+            continue
         if index in done:
             if config_key(done[index]["config"]) != config_key(
                 config
@@ -317,7 +379,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         trained += row["trained"]
         this_run += row["trained"]
         elapsed = time.time() - t_start
-        eta = elapsed / max(1, this_run) * (args.n - trained)
+        eta = elapsed / max(1, this_run) * (target - trained)
         c = row["costs"]
         what = "over budget, costs only"
         if row["trained"]:
@@ -332,7 +394,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
                 )
             )
         print(
-            f"[{trained}/{args.n} trained, {_hms(elapsed)}, ETA {_hms(eta)}] row {index} {name or role}: "
+            f"[{trained}/{target} trained, {_hms(elapsed)}, ETA {_hms(eta)}] row {index} {name or role}: "
             f"params={c['params']:,} MFLOPs={c['flops'] / 1e6:.1f} latency={c['latency_ms']:.2f}ms "
             f"({c['latency_ratio']:.2f}x) {what}",
             flush=True,

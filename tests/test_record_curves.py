@@ -61,3 +61,33 @@ def test_record_resume_and_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[
     before = out.read_bytes()
     assert rec.main([*args, "--n", "4"]) == 2
     assert "row 0 was recorded with another config" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_shards_merge_into_the_unsharded_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recorder()
+    args = ["--spec", str(SPEC), "--threads", "1", "--steps", "10", "--eval-every", "10", "--n", "4"]
+    a, b, merged = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "m.jsonl.gz"
+    assert rec.main([*args, "--shard", "0/2", "--out", str(a)]) == 0
+    assert rec.main([*args, "--shard", "1/2", "--out", str(b)]) == 0
+    rows_a, rows_b = read_table(a).rows, read_table(b).rows
+    assert {r["index"] % 2 for r in rows_a} == {0} and {r["index"] % 2 for r in rows_b} == {1}
+    assert sum(r["trained"] for r in rows_a) == 2 and sum(r["trained"] for r in rows_b) == 2
+    assert rec.main(["--merge", str(a), str(b), "--out", str(merged)]) == 0
+    table = read_table(merged)
+    assert [r["index"] for r in table.rows] == sorted(r["index"] for r in rows_a + rows_b)
+    assert sum(r["trained"] for r in table.rows) == 4 and len(table.header["sessions"]) == 2
+    # The shards drew the same points an unsharded plan draws at those indices.
+    plan = dict(
+        (i, p)
+        for i, _, _, p, _ in itertools.islice(rec.plan(rec.load(str(SPEC), 10), 0), len(table.rows) + 2)
+    )
+    assert all(plan[r["index"]] == r["params"] for r in table.rows)
+
+    # Tables of different recordings are refused, the output untouched; a bad --shard is one line.
+    other = tmp_path / "o.jsonl"
+    assert rec.main([*args[:6], "--eval-every", "5", "--n", "1", "--out", str(other)]) == 0
+    before = merged.read_bytes()
+    assert rec.main(["--merge", str(a), str(other), "--out", str(merged)]) == 2
+    assert "eval_every" in capsys.readouterr().err and merged.read_bytes() == before
+    assert rec.main([*args, "--shard", "2/2", "--out", str(a)]) == 2
+    assert "--shard: expected K/W" in capsys.readouterr().err
