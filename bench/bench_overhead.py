@@ -12,6 +12,8 @@ between trials (summary line, MLflow bookkeeping, report refresh) and the start-
 process. With `--steps` (a shorter budget, for speed) it also extrapolates the per-trial overhead to
 the spec's own budget using the measured seconds per step and per evaluation. Then it runs the same
 command again on the finished study (goal: <= 3 s) and prints wall and CPU seconds of both runs.
+With `--startup-runs N` it then launches N one-trial studies (new names) into the same, existing store
+and prints launch -> first trial for each: the start-up a user sees on every `run` but the first.
 With `--journal` it only reads an existing study of the spec (the real one, at its own budget).
 """
 
@@ -58,6 +60,9 @@ def main() -> None:
         default=None,
         help="read an existing study's journal (e.g. mlruns/optuna.journal after `make study`) instead of running",
     )
+    ap.add_argument(
+        "--startup-runs", type=int, default=0, help="then time N more launches into the existing store"
+    )
     args = ap.parse_args()
 
     raw = tomllib.loads(Path(args.spec).read_text())
@@ -91,6 +96,34 @@ def main() -> None:
         print(f"\nfirst run: {wall:.1f}s wall, {cpu:.1f}s CPU")
         print(f"re-run of the finished study: {wall2:.2f}s wall, {cpu2:.2f}s CPU (goal <= 3 s wall)")
         print("  " + out2.strip().splitlines()[-1])
+        if args.startup_runs:
+            startup(work, raw, args.startup_runs)
+
+
+def startup(work: Path, raw: dict, runs: int) -> None:
+    """Launch -> first trial of `runs` one-trial studies started into the existing store of `work`."""
+    import optuna
+
+    from search.storage import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    firsts = []
+    for i in range(runs):
+        name = f"{raw['study']['name']}-startup{i}"
+        spec = {**raw, "study": {**raw["study"], "name": name, "n_trials": 1}}
+        (work / "startup.toml").write_text(toml_dumps(spec))
+        t_launch, wall, _, _ = _run(
+            [sys.executable, "-m", "search", "run", "startup.toml", "--no-progress"], work
+        )
+        storage = make_storage(f"journal:{work / 'mlruns' / 'optuna.journal'}", heartbeat=False)
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        firsts.append(min(t.datetime_start.timestamp() for t in trials) - t_launch)
+        print(f"startup run {i}: launch -> first trial {firsts[-1]:.1f}s ({wall:.1f}s in all)")
+    firsts.sort()
+    print(
+        f"start-up into an existing store, {runs} runs: median {firsts[len(firsts) // 2]:.1f}s, "
+        f"range {firsts[0]:.1f}-{firsts[-1]:.1f}s; uptime {os.getloadavg()}"
+    )
 
 
 def report(
