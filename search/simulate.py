@@ -88,7 +88,7 @@ def check_table(spec: Any, table: Table) -> None:
     acc = spec.objectives.accuracy
     for r in table.rows:
         if not r.get("trained"):
-            costs = _costs(r)
+            costs = _costs(table, r)
             if all(v <= 0 for v in constraint_values(costs, spec.constraints).values()):
                 raise TableError(
                     f"{where}: row {r['index']} was not trained (over the recording's budget) but is "
@@ -113,9 +113,9 @@ def check_table(spec: Any, table: Table) -> None:
             raise TableError(f"{where}: no row for the fixed trial {fixed['name']!r}")
 
 
-def _costs(row: dict[str, Any]) -> Costs:
+def _costs(table: Table, row: dict[str, Any]) -> Costs:
     c = row["costs"]
-    ms = float(c["latency_ms"])
+    ms = table.latency_ms(row)
     latency = Latency(
         median_ms=ms, iqr_ms=float(c.get("latency_iqr_ms") or 0.0), p10_ms=ms, p90_ms=ms,
         repeats=0, batch_size=1, threads=1, device="table",
@@ -124,7 +124,7 @@ def _costs(row: dict[str, Any]) -> Costs:
         params=int(c["params"]),
         flops=int(c["flops"]),
         latency=latency,
-        baseline_latency_ms=c.get("baseline_latency_ms"),
+        baseline_latency_ms=table.reference_latency_ms() or c.get("baseline_latency_ms"),
         latency_ratio=c.get("latency_ratio"),
     )
 
@@ -263,7 +263,7 @@ def simulate_study(
             )
             distance = 0.0
         trial.set_user_attr("table_row", row["index"])
-        costs = _costs(row)
+        costs = _costs(table, row)
         cost_attrs, violations, feasible = record_costs(trial, spec, costs, costs.baseline_latency_ms)
         if not feasible and role == "search":  # over budget: skipped without training, as live
             over = ", ".join(k for k, v in violations.items() if v > 0)

@@ -171,6 +171,21 @@ class Table:
             raise TableError(f"{self.path}: the table has no sampled rows")
         return best, best_d
 
+    def reference_latency_ms(self) -> float | None:
+        """The first baseline row's latency: the scale :meth:`latency_ms` puts every row on."""
+        return next((float(r["costs"]["latency_ms"]) for r in self.rows if r.get("role") == "baseline"), None)
+
+    def latency_ms(self, row: Mapping[str, Any]) -> float:
+        """The row's latency on the reference baseline's scale: its ratio to the baseline timed in the same
+        recording session, times :meth:`reference_latency_ms`. A table recorded over several sessions of
+        a shared machine has absolute latencies that drift between sessions (the baseline itself moved
+        0.55-0.80 ms on this machine), while the ratio is timed side by side. Raw ``latency_ms`` when the
+        row or table has no ratio or baseline."""
+        c, ref = row["costs"], self.reference_latency_ms()
+        if ref is None or not c.get("latency_ratio"):
+            return float(c["latency_ms"])
+        return float(c["latency_ratio"]) * ref
+
     def fixed(self, config: Mapping[str, Any]) -> dict[str, Any] | None:
         """The row recorded with exactly this resolved config (fixed trials: the baseline), or None."""
         key = config_key(config)

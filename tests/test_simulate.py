@@ -130,6 +130,25 @@ def test_committed_smoke_table_answers_its_spec() -> None:
     assert (DATA / "tiny_table.jsonl.gz").stat().st_size <= 100_000
 
 
+def test_latency_is_put_on_the_reference_baselines_scale(tmp_path: Path, table: Table) -> None:
+    # Half the rows re-timed in a later, faster session: absolute latencies drop by 30%, ratios to the
+    # baseline timed in that session do not. The simulator must see the same latencies as before.
+    rows = []
+    for r in table.rows:
+        c = dict(r["costs"])
+        if r["index"] % 2:
+            c["latency_ms"], c["baseline_latency_ms"] = 0.7 * c["latency_ms"], 0.7 * c["baseline_latency_ms"]
+        rows.append({**r, "costs": c})
+    write_table(tmp_path / "drift.jsonl", table.header, rows)
+    drift = read_table(tmp_path / "drift.jsonl")
+    assert drift.reference_latency_ms() == table.rows[0]["costs"]["latency_ms"]
+    for a, b in zip(table.rows, drift.rows, strict=True):
+        assert drift.latency_ms(b) == pytest.approx(a["costs"]["latency_ms"])
+        assert b["costs"]["latency_ms"] != a["costs"]["latency_ms"] or not a["index"] % 2
+    kw = {"sampler": "tpe", "stopping": "hv-asha", "workers": 2, "n_trials": 10, "seed": 1}
+    assert simulate_study(tiny_spec(), drift, **kw) == simulate_study(tiny_spec(), table, **kw)
+
+
 def test_table_for_another_spec_is_refused(table: Table) -> None:
     spec = tiny_spec()
     raw = dict(spec.raw, train={**spec.raw["train"], "steps": 400})
