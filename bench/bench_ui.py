@@ -19,7 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.ui import _healthy  # noqa: E402  (the probe `search ui` itself waits on)
 
 
 def free_port() -> int:
@@ -38,11 +42,7 @@ def group_size(pgid: int) -> int:
 
 
 def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    return _healthy(f"http://127.0.0.1:{port}")
 
 
 def start_to_health(mode: str, tmp: str) -> tuple[float, int]:
