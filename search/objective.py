@@ -229,7 +229,8 @@ class Objective:
             if acc >= plateau_bar and not left:  # NaN compares False
                 left.append(step)
                 trial.set_user_attr("left_plateau_step", step)
-            if step in spec.early_stopping.rungs and role not in ALWAYS_TRAIN:
+            # The baseline records its rung values too (never stopped): the cost rules' anchor.
+            if step in spec.early_stopping.rungs and (role not in ALWAYS_TRAIN or role == "baseline"):
                 stop_at_rung(pruner, study, trial, step, objective_values(spec, acc, cost_attrs))
 
         result = train(

@@ -167,10 +167,9 @@ def time_scales(table: Table, clock: str) -> dict[int, float]:
     return {r["index"]: factors.get(r["index"], typical) for r in table.rows}
 
 
-def _schedule(
-    spec: Any, row: dict[str, Any], t0: float, stoppable: bool, scale: float
-) -> list[tuple[float, str, int]]:
-    """Times at which the trial reaches its rungs, fails, or ends, as the live run would."""
+def _schedule(spec: Any, row: dict[str, Any], t0: float, scale: float) -> list[tuple[float, str, int]]:
+    """Times at which the trial reaches its rungs, fails, or ends, as the live run would (the baseline
+    reaches its rungs too: it records its rung values there and is never stopped)."""
     train = row["config"]["train"]
     live = TrainConfig(
         steps=train["steps"],
@@ -187,9 +186,8 @@ def _schedule(
     steps = int(train["steps"])
     fail = (row.get("failed") or {}).get("step")
     events = []
-    if stoppable:
-        rungs = [r for r in spec.early_stopping.rungs if r < steps and (fail is None or r < fail)]
-        events += [(at(r, r), "rung", r) for r in rungs]
+    rungs = [r for r in spec.early_stopping.rungs if r < steps and (fail is None or r < fail)]
+    events += [(at(r, r), "rung", r) for r in rungs]
     if fail is not None:  # diverged during step `fail`, before its evaluation
         events.append((at(fail, fail - 1), "fail", fail))
     else:  # the last evaluation, then the test split
@@ -270,7 +268,7 @@ def simulate_study(
             trial.set_user_attr("skipped", f"over budget: {over}")
             events = [(t + scales[row["index"]] * float(row.get("cost_s") or 0.0), "skip", 0)]
         else:
-            events = _schedule(spec, row, t, stoppable=role == "search", scale=scales[row["index"]])
+            events = _schedule(spec, row, t, scale=scales[row["index"]])
         run = _Run(trial, role, row, distance, cost_attrs, t, events)
         heapq.heappush(heap, (events[0][0], next(order), run))
 

@@ -16,8 +16,8 @@ compared with whoever reached the rung so far and never waits for stragglers, so
 workers never block; the first ``eta - 1`` arrivals face ``k = 1`` and continue only if they are on the first
 front. Decisions are made once, at arrival, and never revisited. Rung records live in the study
 storage (user attrs ``rung_<step>``), so every worker, local or remote, sees the same pool. The
-baseline trial (user attr ``role == "baseline"``) is never stopped and never counted in a pool,
-so its fixed configuration cannot raise or lower the bar for sampled trials.
+baseline trial (user attr ``role == "baseline"``) records its rung values but is never stopped, and
+MO-ASHA never counts it in a pool.
 
 Rule ``"cost-asha"`` (``cost_peer_continue``) uses what MO-ASHA ignores: a trial's costs (params,
 latency: every rung value but the first) are known before training and never change at a rung; only
@@ -30,6 +30,13 @@ cheaper peer always continues (nothing can dominate it), an expensive trial must
 everything cheaper, and the bar rises with cost, where stopping saves the most. Rule ``"hv-asha"``
 (``hv_contribution_continue``) ranks the pool by each trial's exclusive hypervolume contribution at
 the rung (against the spec's reference point) and promotes the best ``max(1, n // eta)``.
+
+Both cost rules take the baseline's rung records as *anchors*: the baseline is in every final front
+the study reports, so a trial that costs more than the baseline in every cost can only matter by
+beating it. For ``cost-asha`` an anchor is one more peer (when it costs no more); for ``hv-asha`` its
+point is in the hypervolume, so what it already covers is nobody's contribution. Anchors are never
+stopped and never take a promotion slot. (Measured: ``bench/tables/default.jsonl.gz`` replayed by
+``python -m search simulate``; README, "Early stopping and simulated studies".)
 """
 
 from __future__ import annotations
@@ -152,6 +159,7 @@ def cost_peer_continue(
     *,
     eta: int,
     directions: Sequence[str],
+    anchors: Sequence[RungRecord] = (),
 ) -> bool:
     """Rule ``"cost-asha"``: top ``max(1, n // eta)`` by rung accuracy among cost-dominating peers.
 
@@ -162,12 +170,13 @@ def cost_peer_continue(
             number is ignored.
         eta: reduction factor (>= 2).
         directions: ``"maximize"`` / ``"minimize"`` per value.
+        anchors: the baseline's records at the rung: peers like any other when they cost no more.
 
     Returns:
         True when the candidate keeps training.
     """
     _check_eta(eta)
-    pool = [r for r in competitors if r.number != candidate.number]
+    pool = [r for r in [*competitors, *anchors] if r.number != candidate.number]
     loss = to_minimization([candidate.values, *(r.values for r in pool)], directions)
     if loss.shape[1] != len(directions):
         raise ValueError(f"values: expected {len(directions)} values per record (one per direction)")
@@ -186,6 +195,7 @@ def hv_contribution_continue(
     eta: int,
     directions: Sequence[str],
     reference: Sequence[float],
+    anchors: Sequence[RungRecord] = (),
 ) -> bool:
     """Rule ``"hv-asha"``: top ``max(1, n // eta)`` of the pool by exclusive hypervolume contribution.
 
@@ -195,6 +205,7 @@ def hv_contribution_continue(
         eta: reduction factor (>= 2).
         directions: ``"maximize"`` / ``"minimize"`` per value.
         reference: hypervolume reference point in the same units and order as the values.
+        anchors: the baseline's records at the rung: in the hypervolume, never in the ranking.
 
     Returns:
         True when the candidate keeps training (ties at the cut are promoted).
@@ -202,14 +213,16 @@ def hv_contribution_continue(
     _check_eta(eta)
     pool = [r for r in competitors if r.number != candidate.number]
     pool.append(candidate)
-    points = np.array([[float(v) for v in r.values] for r in pool], dtype=float)
+    points = np.array([[float(v) for v in r.values] for r in [*pool, *anchors]], dtype=float)
     total = hypervolume(points, directions, reference)
     contrib = np.array(
         [total - hypervolume(np.delete(points, i, axis=0), directions, reference) for i in range(len(pool))]
     )
     k = max(1, len(pool) // eta)
     cut = float(np.sort(contrib)[::-1][k - 1])
-    return bool(contrib[-1] >= cut) and (contrib[-1] > 0 or cut <= 0)
+    # Zero contributions tie at a zero cut and are promoted (a lone first arrival always continues),
+    # unless the baseline covers the candidate: then it can only add by overtaking the baseline.
+    return bool(contrib[-1] >= cut) and (contrib[-1] > 0 or (cut <= 0 and not anchors))
 
 
 def prune(trial: optuna.trial.Trial, step: int) -> None:
@@ -312,13 +325,17 @@ class ParetoASHA:
             f"directions={list(self.directions)}, enabled={self.enabled})"
         )
 
-    def decide(self, candidate: RungRecord, competitors: Sequence[RungRecord]) -> bool:
-        """Apply this pruner's rule to one candidate and its competitors at a rung."""
+    def decide(
+        self, candidate: RungRecord, competitors: Sequence[RungRecord], anchors: Sequence[RungRecord] = ()
+    ) -> bool:
+        """Apply this pruner's rule to one candidate, its competitors and the baseline's records at a rung."""
         kw = {"eta": self.eta, "directions": self.directions}
         if self.rule == "cost-asha":
-            return cost_peer_continue(candidate, competitors, **kw)
+            return cost_peer_continue(candidate, competitors, anchors=anchors, **kw)
         if self.rule == "hv-asha":
-            return hv_contribution_continue(candidate, competitors, reference=self.reference, **kw)
+            return hv_contribution_continue(
+                candidate, competitors, reference=self.reference, anchors=anchors, **kw
+            )
         return should_continue(candidate, competitors, **kw)
 
     def check(
@@ -355,13 +372,11 @@ class ParetoASHA:
         if not self.enabled or trial.user_attrs.get("role") == "baseline":
             return True
         competitors: list[RungRecord] = []
+        anchors: list[RungRecord] = []
         for other in study.get_trials(deepcopy=False, states=_COMPETITOR_STATES):
-            if other.number == trial.number or other.user_attrs.get("role") == "baseline":
-                continue
             rec = other.user_attrs.get(key)
-            if rec is None or len(rec) != len(values):
+            if other.number == trial.number or rec is None or len(rec) != len(values):
                 continue
-            competitors.append(
-                RungRecord(other.number, tuple(float("nan") if v is None else float(v) for v in rec))
-            )
-        return self.decide(RungRecord(trial.number, values), competitors)
+            record = RungRecord(other.number, tuple(float("nan") if v is None else float(v) for v in rec))
+            (anchors if other.user_attrs.get("role") == "baseline" else competitors).append(record)
+        return self.decide(RungRecord(trial.number, values), competitors, anchors)

@@ -254,7 +254,7 @@ def test_cost_asha_through_storage_and_the_shared_rung_call() -> None:
     asha = ParetoASHA(rungs=[100], eta=3, directions=DIRS3, rule="cost-asha")
     study.enqueue_trial({}, user_attrs={"role": "baseline"})
     base = study.ask()
-    stop_at_rung(asha, study, base, 100, (0.99, 10.0, 0.1))  # never stopped, never a peer
+    stop_at_rung(asha, study, base, 100, (0.99, 2e5, 3.0))  # never stopped; costs more than all below
     cheap = study.ask()
     stop_at_rung(asha, study, cheap, 100, (0.3, 1e4, 1.0))
     study.tell(cheap, [0.4, 1e4, 1.0])
@@ -267,8 +267,40 @@ def test_cost_asha_through_storage_and_the_shared_rung_call() -> None:
     rival = study.ask()  # costs less than big but more than cheap: cone {cheap} -> must beat 0.3
     stop_at_rung(asha, study, rival, 100, (0.35, 5e4, 1.5))
     assert "stop_rung" not in study.trials[rival.number].user_attrs
+    # The baseline is an anchor: a trial costing more in every cost must beat it at the rung.
+    dear = study.ask()
+    with pytest.raises(optuna.TrialPruned):
+        stop_at_rung(asha, study, dear, 100, (0.9, 3e5, 4.0))
+    study.tell(dear, state=TrialState.PRUNED)
+    better = study.ask()
+    stop_at_rung(asha, study, better, 100, (0.995, 3e5, 4.0))
+    assert "stop_rung" not in study.trials[better.number].user_attrs
+    assert study.trials[base.number].user_attrs["rung_100"] == [0.99, 2e5, 3.0]
     with pytest.raises(ValueError, match="^rule"):
         ParetoASHA(rungs=[10], eta=2, directions=DIRS3, rule="median")
+
+
+def test_cost_asha_anchor_is_a_peer_never_a_candidate() -> None:
+    base = rec(0, 0.6, 100.0, 1.0)
+    # Cheaper than the baseline in a cost: the anchor is no peer, nothing can dominate it -> continues.
+    assert cost_peer_continue(rec(1, 0.1, 50.0, 2.0), [], eta=3, directions=DIRS3, anchors=[base])
+    # Costlier in every cost and behind it at the rung: stopped; ahead of it: continues.
+    assert not cost_peer_continue(rec(1, 0.5, 200.0, 2.0), [], eta=3, directions=DIRS3, anchors=[base])
+    assert cost_peer_continue(rec(1, 0.7, 200.0, 2.0), [], eta=3, directions=DIRS3, anchors=[base])
+    # Without the anchor the same trial is a first arrival and continues (the rule before anchors).
+    assert cost_peer_continue(rec(1, 0.5, 200.0, 2.0), [], eta=3, directions=DIRS3)
+
+
+def test_hv_asha_anchor_covers_volume_but_takes_no_slot() -> None:
+    base = rec(0, 0.9, 5.0)
+    # Inside the baseline's box: contributes nothing once the anchor is in the hypervolume.
+    assert hv(rec(1, 0.5, 6.0), []) and not hv_contribution_continue(
+        rec(1, 0.5, 6.0), [], eta=3, directions=DIRS2, reference=REF2, anchors=[base]
+    )
+    # Cheaper than the baseline: its own strip counts, and the anchor does not take the only slot.
+    assert hv_contribution_continue(
+        rec(1, 0.5, 2.0), [], eta=3, directions=DIRS2, reference=REF2, anchors=[base]
+    )
 
 
 # --- hv-asha: exclusive hypervolume contribution at the rung ---------------------------------------
