@@ -233,8 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-#: Header fields two tables must share to be resumed or merged: they change what a row measures.
-SAME = ("spec_hash", "data_hash", "sample_seed", "eval_every", "threads", "latency_clock")
+#: Header fields two tables must share to be resumed or merged: they change what a row measures (and
+#: the spec's measured parts, `search.table.measured_parts`: a new stopping rule or budget is no new table).
+SAME = ("data_hash", "sample_seed", "eval_every", "threads", "latency_clock")
+
+
+def _same_recording(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first header field that differs between two recordings, or None."""
+    from search.table import measured_parts
+
+    if measured_parts(old.get("spec") or {}) != measured_parts(new.get("spec") or {}):
+        return "spec"
+    return next((key for key in SAME if old.get(key) != new.get(key)), None)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -259,12 +269,11 @@ def merge(paths: list[str], out: Path) -> int:
     rows: dict[int, dict[str, Any]] = {}
     sessions: list[dict[str, Any]] = []
     for t in tables:
-        for key in SAME:
-            if t.header.get(key) != header.get(key):
-                raise TableError(
-                    f"--merge: {t.path} has {key}={t.header.get(key)!r}, {tables[0].path} has "
-                    f"{header.get(key)!r}; only shards of one recording can be merged"
-                )
+        if key := _same_recording(header, t.header):
+            raise TableError(
+                f"--merge: {t.path} differs from {tables[0].path} in {key} (measured parts); "
+                "only shards of one recording can be merged"
+            )
         sessions += [s for s in t.header.get("sessions", []) if s not in sessions]
         for r in t.rows:
             seen = rows.setdefault(r["index"], r)
@@ -324,12 +333,13 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     if out.exists():
         table = read_table(out)
         old = table.header
-        for key in SAME:
-            if old.get(key) != header[key]:
-                raise TableError(
-                    f"--out: {out} was recorded with {key}={old.get(key)!r}, this run has {header[key]!r}; "
-                    "use another --out"
-                )
+        if key := _same_recording(old, header):
+            differs = (
+                "its spec's space, model, data, latency or train differ"
+                if key == "spec"
+                else f"it was recorded with {key}={old.get(key)!r}, this run has {header[key]!r}"
+            )
+            raise TableError(f"--out: {out}: {differs}; use another --out")
         header, rows = old, table.rows
         header["sessions"] = [*header.get("sessions", []), session]
     done = {r["index"]: r for r in rows}

@@ -45,7 +45,7 @@ from search.pareto import hypervolume
 from search.space import fixed_trials, resolve_config, sample_params
 from search.stopping import pruner_for, stop_at_rung
 from search.study import make_sampler
-from search.table import Table, TableError
+from search.table import MEASURED, Table, TableError, measured_parts
 from search.task.train import TrainConfig
 
 __all__ = [
@@ -60,8 +60,6 @@ __all__ = [
 
 SAMPLERS = ("random", "tpe", "nsga2")
 DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "bench" / "tables" / "default.jsonl.gz"
-#: Spec parts that decide what a row's numbers mean; a table is only replayed for a spec that shares them.
-_SAME = ("space", "model", "baseline_model", "data", "latency")
 
 
 def check_table(spec: Any, table: Table) -> None:
@@ -72,17 +70,14 @@ def check_table(spec: Any, table: Table) -> None:
             without a row, or an untrained row that this spec's constraints would train.
     """
     where = f"--table {table.path}"
-    recorded = table.header.get("spec") or {}
-    mine = spec.to_dict()
-    for key in _SAME:
-        if recorded.get(key) != mine[key]:
+    recorded, mine = measured_parts(table.header.get("spec") or {}), measured_parts(spec.to_dict())
+    for key in MEASURED:
+        if recorded[key] != mine[key]:
+            what = " (budget or optimiser)" if key == "train" else ""
             raise TableError(
-                f"{where}: recorded for a different spec: {key} differs (table spec {table.header.get('spec_source')})"
+                f"{where}: recorded for a different spec: {key} differs{what} "
+                f"(table spec {table.header.get('spec_source')})"
             )
-    run_keys = ("threads", "eval_every", "eval_steps")
-    strip = lambda d: {k: v for k, v in (d or {}).items() if k not in run_keys}  # noqa: E731
-    if strip(recorded.get("train")) != strip(mine["train"]):
-        raise TableError(f"{where}: recorded for a different spec: train differs (budget or optimiser)")
     if not table.sampled_rows():
         raise TableError(f"{where}: no sampled rows")
     acc = spec.objectives.accuracy

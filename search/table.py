@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT", "TableError", "Table", "read_table", "write_table", "config_key", "param_distance"]
+__all__ = [
+    "FORMAT",
+    "TableError",
+    "Table",
+    "read_table",
+    "write_table",
+    "config_key",
+    "measured_parts",
+    "param_distance",
+]
 
 #: Version of the record layout; a reader refuses other versions.
 FORMAT = 1
@@ -102,10 +111,24 @@ def write_table(path: str | Path, header: Mapping[str, Any], rows: Sequence[Mapp
         os.close(fd)
 
 
+#: Spec parts that decide what a row's numbers mean (the space decides which points are drawn).
+MEASURED = ("space", "model", "baseline_model", "data", "latency", "train")
+#: Train keys that change when and how often a run is measured, not what it learns.
+_RUN_KEYS = ("threads", "eval_every", "eval_steps")
+
+
+def measured_parts(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a spec (``StudySpec.to_dict()``) that a recorded row depends on. The sampler, the
+    stopping rule, the study budget or the hypervolume reference may change without touching a row."""
+    parts = {key: spec.get(key) for key in MEASURED}
+    parts["train"] = {k: v for k, v in (parts["train"] or {}).items() if k not in _RUN_KEYS}
+    return parts
+
+
 def config_key(config: Mapping[str, Any]) -> str:
     """What identifies a configuration in a table: its model and train config, minus how it was run
     (threads, evaluation schedule) — those change when and how often it is measured, not what it learns."""
-    train = {k: v for k, v in config["train"].items() if k not in ("threads", "eval_every", "eval_steps")}
+    train = {k: v for k, v in config["train"].items() if k not in _RUN_KEYS}
     return json.dumps({"model": config["model"], "train": train}, sort_keys=True, separators=(",", ":"))
 
 

@@ -83,6 +83,15 @@ def test_shards_merge_into_the_unsharded_table(tmp_path: Path, capsys: pytest.Ca
     )
     assert all(plan[r["index"]] == r["params"] for r in table.rows)
 
+    # Another stopping rule or study budget is the same recording (rows do not depend on them).
+    from search.table import measured_parts
+
+    spec = read_table(a).header["spec"]
+    assert measured_parts({**spec, "early_stopping": {"rule": "mo-asha"}, "n_trials": 3}) == measured_parts(
+        spec
+    )
+    assert measured_parts({**spec, "space": {}}) != measured_parts(spec)
+
     # Tables of different recordings are refused, the output untouched; a bad --shard is one line.
     other = tmp_path / "o.jsonl"
     assert rec.main([*args[:6], "--eval-every", "5", "--n", "1", "--out", str(other)]) == 0
