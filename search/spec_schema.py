@@ -43,7 +43,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 #: Early-stopping promotion rules (``search.stopping.RULES``; kept here so the spec needs no optuna).
 STOPPING_RULES = ("mo-asha", "cost-asha", "hv-asha")
 #: The rule a spec without ``[early_stopping] rule`` gets (chosen from the simulator's evidence, README).
-DEFAULT_STOPPING_RULE = "hv-asha"
+DEFAULT_STOPPING_RULE = "cost-asha"
 ACCURACY_METRICS = ("pck_0.05", "pck_0.1", "pck_0.2")
 MINIMIZE_METRICS = ("params", "flops", "latency_ms")
 DATASET_SCHEMES = ("synthetic:", "npz:", "coco:")
