@@ -370,7 +370,8 @@ def summarise(
     and hypervolume against no stopping at the time this arm finished (what stopping buys in a study
     limited by time); trials stopped; trials that landed on
     a row already used in the same study; and hypervolume against random search without stopping at
-    the same simulated time (median ratio, seeds where higher).
+    the same simulated time (median ratio, seeds where higher), then the same for the gain over the
+    baseline's hypervolume (the ratio the baseline's share does not squash towards 1).
 
     Args:
         spec: the StudySpec (hypervolume reference).
@@ -380,13 +381,14 @@ def summarise(
     lines = [
         f"{'arm':<26} {'95% of HV':>9} {'IQR':>11} {'never':>5}  {'95% of gain':>11} {'IQR':>11} "
         f"{'never':>5}  {'final HV':>8} {'time':>5} {'HV@time':>7} {'pruned':>6} {'repeats':>7}  "
-        "vs random/none at equal time",
+        "vs random/none at equal time: HV, gain",
     ]
     shares = []
     for (sampler, stopping), per_seed in results.items():
         full = results.get((sampler, "none"))
         rand = results.get(("random", "none"))
         fracs, gains, finals, used, ratios, wins, own = [], [], [], [], [], 0, []
+        gain_ratios, gain_wins = [], 0
         pruned = repeats = total = 0
         for k, recs in enumerate(per_seed):
             total += len(recs)
@@ -410,6 +412,9 @@ def summarise(
                 mine, theirs = recs[-1]["hypervolume"], _hv_at(rand[k], recs[-1]["end"])
                 wins += mine > theirs
                 ratios.append(mine / theirs if theirs > 0 else math.inf)
+                base = _baseline_hv(spec, recs)
+                gain_wins += mine - base > theirs - base
+                gain_ratios.append((mine - base) / (theirs - base) if theirs > base else math.inf)
         f, g = _quartiles(fracs), _quartiles(gains)
         name = _arm(sampler, stopping) + (" (default)" if (sampler, stopping) == default else "")
         lines.append(
@@ -418,7 +423,8 @@ def summarise(
             f"{(f'{np.median(finals):.3f}' if finals else 'n/a'):>8} "
             f"{(f'{np.median(used):.2f}' if used else 'n/a'):>5} {(f'{np.median(own):.3f}' if own else 'n/a'):>7} "
             f"{pruned / max(1, total):>6.0%} "
-            f"{repeats / max(1, total):>7.0%}  x{np.median(ratios):.3f}, higher in {wins}/{len(per_seed)}"
+            f"{repeats / max(1, total):>7.0%}  x{np.median(ratios):.3f}, higher in {wins}/{len(per_seed)}; "
+            f"x{np.median(gain_ratios):.2f}, higher in {gain_wins}/{len(per_seed)}"
         )
     if shares:
         lines.append(
