@@ -490,6 +490,7 @@ def simulation_plot(
     path: str | os.PathLike[str],
     *,
     default: str = "",
+    floor: float | None = None,
 ) -> Path:
     """Hypervolume vs simulated time: median and interquartile band over seeds, one panel per sampler.
 
@@ -497,6 +498,8 @@ def simulation_plot(
         curves: arm (``"sampler/stopping"``) → per seed, ``(time, hypervolume)`` after each finished trial.
         path: PNG path.
         default: the arm the spec's defaults run (drawn thicker, marked in the legend).
+        floor: the baseline's hypervolume alone: the y axis starts just below it (dashed line), so what
+            the search adds is visible when the baseline holds most of the volume.
 
     Returns:
         ``path``.
@@ -524,7 +527,11 @@ def simulation_plot(
         label = stopping + (" (default)" if arm == default else "")
         ax.plot(grid, q50, color=color, lw=2.4 if arm == default else 1.4, label=label)
         ax.fill_between(grid, q25, q75, color=color, alpha=0.18, lw=0)
+    top = max((h for runs in curves.values() for run in runs for _, h in run), default=0.0)
     for ax, sampler in zip(axes, samplers, strict=False):
+        if floor is not None and 0 < floor < top:
+            ax.axhline(floor, color="0.4", ls="--", lw=1, label="baseline alone")
+            ax.set_ylim(floor - 0.1 * (top - floor), top + 0.05 * (top - floor))
         ax.set_title(f"sampler {sampler}")
         ax.set_xlabel("simulated time (s)")
         ax.grid(True, alpha=0.3)

@@ -532,5 +532,7 @@ def simulate(
         _arm(*arm): [[(r["end"], r["hypervolume"]) for r in recs] for recs in per_seed]
         for arm, per_seed in results.items()
     }
-    simulation_plot(curves, out / "simulate.png", default=_arm(*default))
+    floors = [_baseline_hv(spec, recs) for per_seed in results.values() for recs in per_seed]
+    floor = float(np.median(floors)) if floors else None
+    simulation_plot(curves, out / "simulate.png", default=_arm(*default), floor=floor)
     return summarise(spec, results, default=default)
