@@ -271,7 +271,7 @@ def merge(paths: list[str], out: Path) -> int:
     for t in tables:
         if key := _same_recording(header, t.header):
             raise TableError(
-                f"--merge: {t.path} differs from {tables[0].path} in {key} (measured parts); "
+                f"--merge: {t.path} differs from {tables[0].path} in {key}; "
                 "only shards of one recording can be merged"
             )
         sessions += [s for s in t.header.get("sessions", []) if s not in sessions]
