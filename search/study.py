@@ -24,6 +24,7 @@ from search.objective import Objective
 from search.records import SURPLUS, budget_used, refresh_parent, study_records, trial_summary_line
 from search.report_refresh import BackgroundRefresh
 from search.rerun import finished_line, finished_study
+from search.sampler_view import SearchTrialsSampler
 from search.space import fixed_trials
 from search.storage import (
     StorageError,
@@ -153,22 +154,25 @@ def _fixed_attrs(fixed: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, wrapped so it learns from search trials only (`search.sampler_view`)."""
     import warnings
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     seed = spec.seed
+    budget = spec.n_trials or 20
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=True,
-            n_startup_trials=max(4, min(10, (spec.n_trials or 20) // 3)),
+        inner = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=max(4, min(10, budget // 3))
         )
-    if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if spec.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+    elif spec.sampler == "nsga2":
+        # Optuna's default population (50) is larger than most budgets here, and a study that never
+        # leaves generation 0 is random search; a quarter of the budget gives it a few generations.
+        inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(6, min(50, budget // 4)))
+    elif spec.sampler == "gp":
+        inner = optuna.samplers.GPSampler(seed=seed)
+    else:
+        inner = optuna.samplers.RandomSampler(seed=seed)
+    return SearchTrialsSampler(inner)
 
 
 def _tracker(spec: Any, tracking_uri: str) -> StudyTracker | None:

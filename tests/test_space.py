@@ -55,7 +55,7 @@ def _check_config(spec: StudySpec, params: dict, config: dict) -> FocalNetConfig
     return fn
 
 
-@pytest.mark.parametrize("sampler", ["random", "tpe"])
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
 @pytest.mark.parametrize("study_file", ["default.toml", "example.toml"])
 def test_sampled_architectures_are_always_valid(sampler: str, study_file: str) -> None:
     spec = load_spec(STUDIES / study_file)
@@ -63,6 +63,8 @@ def test_sampled_architectures_are_always_valid(sampler: str, study_file: str) -
     samplers = {
         "random": optuna.samplers.RandomSampler(seed=0),
         "tpe": optuna.samplers.TPESampler(seed=0, n_startup_trials=10),
+        # NSGA-II crosses parents over, so its children are new combinations of conditional parameters.
+        "nsga2": optuna.samplers.NSGAIISampler(seed=0, population_size=8),
     }
     study = optuna.create_study(directions=spec.objectives.directions, sampler=samplers[sampler])
     stage_counts = set()

@@ -1,0 +1,104 @@
+"""Let the sampler learn from search trials only.
+
+A study also holds fixed trials (the baseline, variants, ablation cells, verify re-runs). They carry
+no search parameters, only ``fixed_overrides``. Optuna's NSGA-II and GP samplers model the
+*intersection* of the parameters every finished trial has; one baseline trial makes that set empty
+and both fall back to independent random sampling for every parameter. TPE (``group=True``) survives,
+but still counts the fixed trials among its start-up trials and in its below/above split.
+
+``SearchTrialsSampler`` wraps any sampler and hands it a view of the study in which the fixed trials
+do not exist. Everything else (storage, directions, system attributes the sampler writes) is the real
+study's, so the wrapped sampler is still storage-shared and asynchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["SearchTrialsSampler", "is_search_trial"]
+
+
+def is_search_trial(trial: FrozenTrial) -> bool:
+    """True for a trial the sampler proposed (role ``search``, or not yet tagged)."""
+    return trial.user_attrs.get("role", "search") == "search"
+
+
+class _SearchOnlyStudy:
+    """The study, minus its fixed trials, as far as a sampler can tell."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if is_search_trial(t)]
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class SearchTrialsSampler(optuna.samplers.BaseSampler):
+    """Wrap ``sampler`` so that it never sees the study's fixed trials.
+
+    Args:
+        sampler: the sampler that does the work (TPE, NSGA-II, GP, random ...).
+    """
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}({self.sampler})"
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.sampler.infer_relative_search_space(_SearchOnlyStudy(study), trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.sampler.sample_relative(_SearchOnlyStudy(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.sampler.sample_independent(_SearchOnlyStudy(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.sampler.before_trial(_SearchOnlyStudy(study), trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.sampler.after_trial(_SearchOnlyStudy(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
