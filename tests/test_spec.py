@@ -41,7 +41,7 @@ def test_bundled_study_names() -> None:
 
 def test_default_study_contents() -> None:
     spec = load_spec(STUDIES[0].parent / "default.toml")
-    assert spec.sampler == "tpe" and spec.n_trials == 30 and spec.timeout_s == 18 * 60
+    assert spec.sampler == "random" and spec.n_trials == 30 and spec.timeout_s == 18 * 60
     assert spec.data.dataset == "synthetic:medium" and spec.data.n_train == 8000
     assert spec.train == {"steps": 1000, "batch_size": 64, "warmup_steps": 100, "eval_every": 250}
     assert spec.early_stopping.rungs == (250, 500) and spec.early_stopping.eta == 3
