@@ -130,6 +130,19 @@ def test_committed_smoke_table_answers_its_spec() -> None:
     assert (DATA / "tiny_table.jsonl.gz").stat().st_size <= 100_000
 
 
+def test_bundled_table_answers_the_default_spec() -> None:
+    """`simulate`'s default table still matches studies/default.toml (a changed space would not)."""
+    from search.simulate import DEFAULT_TABLE
+    from search.spec import load_spec
+
+    table = read_table(DEFAULT_TABLE)
+    check_table(load_spec(DATA.parents[1] / "studies" / "default.toml"), table)
+    trained = [r for r in table.rows if r["trained"]]
+    assert len(trained) >= 96 and sum(r["role"] == "baseline" for r in trained) >= 1
+    assert all(r["steps"][-1] == 1000 for r in trained)
+    assert DEFAULT_TABLE.stat().st_size <= 5_000_000
+
+
 def test_latency_is_put_on_the_reference_baselines_scale(tmp_path: Path, table: Table) -> None:
     # Half the rows re-timed in a later, faster session: absolute latencies drop by 30%, ratios to the
     # baseline timed in that session do not. The simulator must see the same latencies as before.
