@@ -430,6 +430,31 @@ def summarise(
         lines.append(
             f"the baseline alone holds a median {np.median(shares):.0%} of the no-stopping final hypervolume"
         )
+    return lines + _head_to_head(spec, results, default)
+
+
+def _head_to_head(
+    spec: Any, results: dict[tuple[str, str], list[list[dict[str, Any]]]], default: tuple[str, str]
+) -> list[str]:
+    """The default arm against every other arm with the same stopping rule, seed by seed, on the gain
+    over the baseline at the earlier of the two finishing times: which sampler to default to."""
+    mine = results.get(default)
+    if mine is None:
+        return []
+    lines = []
+    for (sampler, stopping), per_seed in results.items():
+        if stopping != default[1] or (sampler, stopping) == default:
+            continue
+        wins, ratios = 0, []
+        for a, b in zip(mine, per_seed, strict=True):
+            t, base = min(a[-1]["end"], b[-1]["end"]), _baseline_hv(spec, a)
+            ga, gb = _hv_at(a, t) - base, _hv_at(b, t) - base
+            wins += ga > gb
+            ratios.append(ga / gb if gb > 0 else math.inf)
+        lines.append(
+            f"default {_arm(*default)} vs {_arm(sampler, stopping)} at equal time (gain over the baseline): "
+            f"x{np.median(ratios):.2f}, higher in {wins}/{len(mine)}"
+        )
     return lines
 
 

@@ -280,6 +280,23 @@ def test_simulated_study_records_what_the_live_path_records(
             assert tuple(rec["values"]) == pytest.approx(tuple(t.values))
 
 
+def test_head_to_head_compares_the_default_at_the_earlier_finish() -> None:
+    from search.simulate import _head_to_head
+
+    def rec(end: float, hv: float) -> dict:
+        return {"end": end, "hypervolume": hv, "role": "search", "values": None}  # no baseline: gain = HV
+
+    results = {
+        ("tpe", "cost-asha"): [[rec(10, 5)], [rec(10, 1)]],
+        ("random", "cost-asha"): [[rec(5, 2), rec(20, 9)], [rec(5, 3)]],
+        ("random", "none"): [[rec(1, 100)], [rec(1, 100)]],  # another rule: not compared
+    }
+    # seed 0 at t=10: 5 against 2 (ahead, x2.5); seed 1 at t=5: 0 (not finished) against 3 (x0)
+    assert _head_to_head(tiny_spec(), results, ("tpe", "cost-asha")) == [
+        "default tpe/cost-asha vs random/cost-asha at equal time (gain over the baseline): x1.25, higher in 1/2"
+    ]
+
+
 def test_cli_simulate_writes_csv_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     r = cli(["simulate", str(DATA / "tiny_spec.toml"), "--table", str(DATA / "tiny_table.jsonl.gz"),
@@ -298,6 +315,11 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path: Path) -> None:
     assert sorted(line.split()[0] for line in lines[head + 1 : head + 1 + len(arms)]) == sorted(
         f"{a}/{b}" for a, b in arms
     )
+    # The default (tpe) against the other sampler with the same rule, seed by seed.
+    rule = tiny_spec().early_stopping.rule
+    duel = [line for line in lines if line.startswith("default ")]
+    assert len(duel) == 1 and f"tpe/{rule} vs random/{rule}" in duel[0] and "higher in" in duel[0]
+    assert int(duel[0].split("higher in ")[1].split("/")[0]) <= 2
 
 
 def test_cli_simulate_bad_table_exits_2(tmp_path: Path) -> None:
