@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def run_arm(raw: dict, *, early_stopping: bool, workdir: Path) -> dict:
-    from search.records import objective_points, study_records
-    from search.spec import parse_spec
-    from search.study import run_study
+    from search.report.records import objective_points, study_records
+    from search.spec.parse import parse_spec
+    from search.study.run import run_study
 
     raw = copy.deepcopy(raw)
     raw["study"]["name"] = f"bench-es-{'on' if early_stopping else 'off'}"
@@ -46,7 +46,7 @@ def run_arm(raw: dict, *, early_stopping: bool, workdir: Path) -> dict:
         created = study.user_attrs["created_at"]
     finally:
         os.chdir(cwd)
-    from search.pareto import hypervolume
+    from search.efficiency.pareto import hypervolume
 
     names = ["accuracy", *spec.objectives.minimize]
     ref = [spec.hypervolume_reference[n] for n in names]

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from focalnet import ModelConfig, build_model  # noqa: E402
-from search.costs import measure_latency  # noqa: E402
+from search.efficiency.costs import measure_latency  # noqa: E402
 
 CONFIGS: dict[str, dict] = {
     "baseline": {"backbone": "baseline"},

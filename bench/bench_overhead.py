@@ -104,7 +104,7 @@ def startup(work: Path, raw: dict, runs: int) -> None:
     """Launch -> first trial of `runs` one-trial studies started into the existing store of `work`."""
     import optuna
 
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     firsts = []
@@ -137,7 +137,7 @@ def report(
 ) -> None:
     import optuna
 
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
     from search.task.train import TrainConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.ui import _healthy  # noqa: E402  (the probe `search ui` itself waits on)
+from search.tools.ui import _healthy  # noqa: E402  (the probe `search ui` itself waits on)
 
 
 def free_port() -> int:

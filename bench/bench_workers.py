@@ -65,7 +65,7 @@ def poll(cond, timeout: float, interval: float = 0.05):
 def throughput(tmp: Path, jobs: int, n_trials: int, steps: int, env: dict) -> dict:
     import optuna
 
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
 
     work = tmp / f"jobs{jobs}"
     work.mkdir()
@@ -115,7 +115,7 @@ def throughput(tmp: Path, jobs: int, n_trials: int, steps: int, env: dict) -> di
 def recovery(tmp: Path, steps: int, env: dict) -> dict:
     import optuna
 
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
 
     pg = Path(tempfile.mkdtemp(prefix="fs-bench-pg-"))
     password = secrets.token_hex(8)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/record_curves.py [--spec studies/default.toml] [--n 96] \
         [--out bench/tables/default.jsonl.gz] [--threads 2] [--steps S] [--eval-every 50]
 
-Configurations come from the real space code (`search.space.sample_params` / `resolve_config`) through an
+Configurations come from the real space code (`search.spec.space.sample_params` / `resolve_config`) through an
 Optuna RandomSampler with a fixed seed, so the table is a uniform sample of the space; the spec's fixed
 trials (the baseline) come first. Each one is trained like a live trial (same data, seed, threads) with
 val *and* test metrics recorded every `--eval-every` steps, its costs measured as the objective measures
@@ -62,7 +62,7 @@ def _cpu_model() -> str:
 def machine(threads: int) -> dict[str, Any]:
     import torch
 
-    from search.study import cpu_count
+    from search.study.setup import cpu_count
 
     return {
         "cpu": _cpu_model(),
@@ -77,14 +77,14 @@ def machine(threads: int) -> dict[str, Any]:
 def load(spec_path: str, steps: int | None) -> Any:
     """The spec, with `--steps` applied (rungs at or beyond the new budget dropped, warm-up and
     evaluation interval shortened to fit)."""
-    from search.spec import load_spec, parse_spec
+    from search.spec.parse import load_spec, parse_spec
 
     if steps is None:
         return load_spec(spec_path)
     try:
         raw = tomllib.loads(Path(spec_path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
-        from search.spec import SpecError
+        from search.spec.parse import SpecError
 
         raise SpecError(f"{spec_path}: cannot read the spec: {e}") from None
     train = raw.setdefault("train", {})
@@ -101,7 +101,7 @@ def plan(spec: Any, seed: int):
     """Yield (index, role, name, params, config): the spec's fixed trials, then sampled points, forever."""
     import optuna
 
-    from search.space import fixed_trials, resolve_config, sample_params
+    from search.spec.space import fixed_trials, resolve_config, sample_params
 
     index = 0
     for fixed in fixed_trials(spec):
@@ -124,8 +124,8 @@ def record_one(
     """Costs, then (if within budget) a full training run with val/test every `eval_every` steps."""
     import copy
 
-    from search.costs import constraint_values, measure_costs
-    from search.study import code_version
+    from search.efficiency.costs import constraint_values, measure_costs
+    from search.study.setup import code_version
     from search.task.train import TrainingDiverged, train
 
     model = copy.deepcopy(config["model"])
@@ -190,7 +190,7 @@ def record_one(
 
 
 def latency_protocol(spec: Any, clock: str) -> dict[str, Any]:
-    """The spec's latency protocol with the recording's clock (`search.costs.measure_latency`)."""
+    """The spec's latency protocol with the recording's clock (`search.efficiency.costs.measure_latency`)."""
     return {**spec.latency.to_dict(), "clock": clock}
 
 
@@ -234,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: Header fields two tables must share to be resumed or merged: they change what a row measures (and
-#: the spec's measured parts, `search.table.measured_parts`: a new stopping rule or budget is no new table).
+#: the spec's measured parts, `search.tools.table.measured_parts`: a new stopping rule or budget is no new table).
 SAME = ("data_hash", "sample_seed", "eval_every", "threads", "latency_clock")
 
 
 def _same_recording(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """The first header field that differs between two recordings, or None."""
-    from search.table import measured_parts
+    from search.tools.table import measured_parts
 
     if measured_parts(old.get("spec") or {}) != measured_parts(new.get("spec") or {}):
         return "spec"
@@ -249,7 +249,7 @@ def _same_recording(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """'K/W' -> (K, W) with 0 <= K < W."""
-    from search.table import TableError
+    from search.tools.table import TableError
 
     try:
         k, w = (int(x) for x in text.split("/"))
@@ -262,7 +262,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def merge(paths: list[str], out: Path) -> int:
     """Join shard tables: the union of their rows by index (identical rows may repeat across shards)."""
-    from search.table import TableError, config_key, read_table, write_table
+    from search.tools.table import TableError, config_key, read_table, write_table
 
     tables = [read_table(p) for p in paths]
     header = dict(tables[0].header)
@@ -290,10 +290,10 @@ def merge(paths: list[str], out: Path) -> int:
 def record(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
-    from search.costs import measure_costs
-    from search.space import resolve_config
-    from search.study import code_version, cpu_count, spec_data
-    from search.table import FORMAT, TableError, config_key, read_table, write_table
+    from search.efficiency.costs import measure_costs
+    from search.spec.space import resolve_config
+    from search.study.setup import code_version, cpu_count, spec_data
+    from search.tools.table import FORMAT, TableError, config_key, read_table, write_table
 
     for name in ("n", "eval_every"):
         if getattr(args, name) < 1:

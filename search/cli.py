@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search.storage import load_stored_study
+from search.storage.connect import load_stored_study
 
 __all__ = ["main"]
 
@@ -29,11 +29,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    from search.reproduce import ReproduceError
-    from search.spec import SpecError
-    from search.storage import StorageError
-    from search.table import TableError
+    from search.spec.parse import SpecError
+    from search.storage.connect import StorageError
     from search.task.errors import DataError
+    from search.tools.reproduce import ReproduceError
+    from search.tools.table import TableError
 
     return (SpecError, StorageError, DataError, ReproduceError, TableError)
 
@@ -77,20 +77,20 @@ def _threads(args: argparse.Namespace) -> int:
 
 
 def _load_spec(path: str) -> Any:
-    from search.spec import load_spec
+    from search.spec.parse import load_spec
 
     return load_spec(path)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from search.inspect_cmd import inspect_study
+    from search.tools.modulators import inspect_study
 
     args.storage, args.tracking_uri = storage_url(args), tracking_uri(args)
     return inspect_study(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.rerun import finished_line, finished_study, read_raw_spec
+    from search.report.finished import finished_line, finished_study, read_raw_spec
 
     if args.jobs < 1:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(finished_line(done, n_trials))
         return 0
 
-    from search.study import run_study
+    from search.study.run import run_study
 
     spec = _load_spec(args.spec)
     study = run_study(
@@ -124,16 +124,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=_threads(args),
     )
     if args.report:
-        from search.records import report_text
+        from search.report.text import report_text
 
         print(report_text(study, spec))
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from search.simulate import DEFAULT_TABLE, simulate
-    from search.spec_schema import SAMPLERS, STOPPING_RULES
-    from search.table import read_table
+    from search.spec.schema import SAMPLERS, STOPPING_RULES
+    from search.tools.simulate import DEFAULT_TABLE, simulate
+    from search.tools.table import read_table
 
     spec = _load_spec(args.spec)
     for name in ("seeds", "workers"):
@@ -167,9 +167,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.study import run_worker
-    from search.threads import choose_threads
-    from search.tracking import default_tracking_uri
+    from search.study.threads import choose_threads
+    from search.study.workers import run_worker
+    from search.tracking.runs import default_tracking_uri
 
     spec = _load_spec(args.spec)
     threads, _ = choose_threads(requested=_threads(args) or int(spec.train.get("threads") or 0))
@@ -190,26 +190,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.records import report_text
+    from search.report.text import report_text
 
     study, spec = load_stored_study(args.name, storage_url(args))
     if spec.ablation:
-        from search.ablation_stats import ablation_report
+        from search.report.ablation import ablation_report
 
         text, _ = ablation_report(study, spec, csv_path=args.csv)
         print(text)
         return 0
     print(report_text(study, spec))
     if args.csv:
-        from search.plots import pareto_table
-        from search.records import study_records
+        from search.report.plots import pareto_table
+        from search.report.records import study_records
 
         pareto_table(study_records(study, spec), Path(args.csv))
     return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from search.reproduce import reproduce
+    from search.tools.reproduce import reproduce
 
     study, spec = load_stored_study(args.name, storage_url(args))
     return reproduce(
@@ -228,8 +228,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import optuna
 
-    from search.storage import DEFAULT_STORAGE, NoStorage, make_storage
-    from search.tracking import redact_url
+    from search.storage.connect import DEFAULT_STORAGE, NoStorage, make_storage
+    from search.tracking.runs import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(args) or DEFAULT_STORAGE
@@ -254,8 +254,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from search.tracking import default_tracking_uri
-    from search.ui import serve_ui
+    from search.tools.ui import serve_ui
+    from search.tracking.runs import default_tracking_uri
 
     uri = tracking_uri(args)
     if args.name and uri is None:
@@ -490,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from search.faults import StorageOutage
-    from search.threads import passive_openmp
+    from search.storage.faults import StorageOutage
+    from search.study.threads import passive_openmp
 
     passive_openmp()  # before anything imports torch
     args = build_parser().parse_args(argv)

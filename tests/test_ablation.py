@@ -11,10 +11,10 @@ import numpy as np
 import optuna
 import pytest
 
-from search.ablation import ablation_trials, missing_trials, parse_ablation, validate_ablation
-from search.ablation_stats import ablation_artifacts, ablation_report, bootstrap_interval, paired_t_interval
-from search.space import resolve_config
-from search.spec import SpecError, parse_spec
+from search.report.ablation import ablation_artifacts, ablation_report, bootstrap_interval, paired_t_interval
+from search.spec.grid import ablation_trials, missing_trials, parse_ablation, validate_ablation
+from search.spec.parse import SpecError, parse_spec
+from search.spec.space import resolve_config
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -134,7 +134,7 @@ def test_search_spec_has_no_ablation():
 
 @pytest.mark.parametrize("path", sorted(STUDIES.glob("ablation_*.toml")), ids=lambda p: p.name)
 def test_bundled_ablations_parse(path):
-    from search.spec import load_spec
+    from search.spec.parse import load_spec
 
     spec = load_spec(path)
     ab = parse_ablation(spec)
@@ -284,7 +284,7 @@ def test_artifacts(tmp_path):
 
 
 def test_end_to_end_tiny_grid(tmp_path):
-    from search.objective import Objective
+    from search.study.objective import Objective
     from search.task.data import load_dataset
 
     raw = copy.deepcopy(BASE)

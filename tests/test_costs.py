@@ -1,4 +1,4 @@
-"""Tests for search.costs: params, FLOPs, latency protocol and constraint values (tiny models)."""
+"""Tests for search.efficiency.costs: params, FLOPs, latency protocol and constraint values (tiny models)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from focalnet import build_model
-from search.costs import (
+from search.efficiency.costs import (
     Costs,
     Latency,
     LatencyProtocol,
@@ -107,7 +107,7 @@ def test_constraint_values() -> None:
     c = _costs()
     v = constraint_values(c, {"max_params": 2000, "max_latency_ms": 1.0, "max_flops": None})
     assert v == pytest.approx({"params": -0.5, "latency_ms": 1.0})
-    # Objects with attributes (search.spec.ConstraintSpec) work the same way.
+    # Objects with attributes (search.spec.parse.ConstraintSpec) work the same way.
     spec = SimpleNamespace(max_params=1000, max_latency_ms=None, max_flops=5000)
     assert constraint_values(c, spec) == pytest.approx({"params": 0.0, "flops": 1.0})
     assert constraint_values(c, {"max_latency_ratio": 3.0}) == pytest.approx({"latency_ratio": -0.5})

@@ -12,8 +12,8 @@ from harness_utils import ROOT, cli, quick_spec, write_spec
 from PIL import Image
 
 from search.cli import main
-from search.spec import SpecError, load_spec
-from search.study import spec_data
+from search.spec.parse import SpecError, load_spec
+from search.study.setup import spec_data
 from search.task.data import DataConfigError, DataError, data_config, load_dataset
 
 PER_IMAGE = [1, 2, 3, 4] * 3  # 12 images, 30 instances: several people per image
@@ -272,7 +272,7 @@ def test_search_train_bad_data_is_one_line(tmp_path, capsys, data, needle):
 
 def test_run_example_json_and_a_trial_config_are_valid_run_configs():
     from search.cli import _validate_run_config
-    from search.space import resolve_config
+    from search.spec.space import resolve_config
 
     path = ROOT / "studies" / "run.example.json"
     cfg = json.loads(path.read_text())

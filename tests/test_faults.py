@@ -18,7 +18,7 @@ from harness_utils import ROOT, cli, quick_spec, write_spec
 from optuna.storages import RDBStorage, _CachedStorage
 from optuna.trial import TrialState
 
-from search.faults import (
+from search.storage.faults import (
     ResilientStorage,
     StorageOutage,
     TrialHeartbeat,
@@ -26,7 +26,7 @@ from search.faults import (
     run_trial,
     study_lock,
 )
-from search.lifecycle import LEASE_PREFIX, ParentRun, enqueue_fixed, requeue_fixed_trials
+from search.study.lifecycle import LEASE_PREFIX, ParentRun, enqueue_fixed, requeue_fixed_trials
 
 
 def _outage() -> Exception:
@@ -226,7 +226,7 @@ VARIANT = {"role": "variant", "name": "v1", "fixed_overrides": {}}
 
 
 def _journal_study(path: Path) -> optuna.Study:
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
 
     return optuna.create_study(
         study_name="s", storage=make_storage(f"journal:{path}"), directions=["maximize"], load_if_exists=True
@@ -271,8 +271,8 @@ def test_fixed_trial_whose_retry_died_comes_back_on_the_next_start(tmp_path: Pat
     """A dead worker's baseline is retried once; when the retry dies too, the next start enqueues it again."""
     import socket
 
-    from search.spec import load_spec
-    from search.study import open_study
+    from search.spec.parse import load_spec
+    from search.study.setup import open_study
 
     raw = quick_spec()
     raw["study"]["name"] = "dies"
@@ -292,8 +292,8 @@ def test_fixed_trial_whose_retry_died_comes_back_on_the_next_start(tmp_path: Pat
 
 _RACE = """
 import sys, optuna
-from search.storage import make_storage
-from search.lifecycle import requeue_fixed_trials
+from search.storage.connect import make_storage
+from search.study.lifecycle import requeue_fixed_trials
 study = optuna.load_study(study_name="s", storage=make_storage("journal:" + sys.argv[1]))
 open(sys.argv[2], "w").close()
 while len(__import__("glob").glob(sys.argv[3] + "/ready-*")) < int(sys.argv[4]):
@@ -347,8 +347,8 @@ def test_study_lock_excludes_a_second_holder(tmp_path: Path) -> None:
 
 
 def _parent(tmp_path: Path, name: str):
-    from search.spec import parse_spec
-    from search.tracking import StudyTracker
+    from search.spec.parse import parse_spec
+    from search.tracking.runs import StudyTracker
 
     raw = quick_spec()
     raw["study"]["name"] = name
@@ -445,7 +445,7 @@ def test_openmp_waits_passively_unless_told_otherwise(tmp_path: Path) -> None:
 
 
 def test_default_threads_are_usable_cores_per_worker() -> None:
-    from search.threads import choose_threads
+    from search.study.threads import choose_threads
 
     cores = len(os.sched_getaffinity(0))
     assert choose_threads(jobs=1)[0] == cores

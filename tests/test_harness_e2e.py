@@ -251,8 +251,8 @@ def test_bad_cli_arguments_exit_2(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)  # three studies' worth of process starts: slow on a loaded 2-core machine
 def test_seed_check_with_two_jobs_resume_and_more_seeds(tmp_path: Path, cache_env: dict[str, str]) -> None:
     """Baseline lr sweep + search, then the seed check in 2 workers; a re-run adds nothing, a 2nd seed adds one each."""
-    from search.records import study_records
-    from search.spec import parse_spec
+    from search.report.records import study_records
+    from search.spec.parse import parse_spec
 
     study_table = {"n_trials": 3, "baseline_lrs": [1e-3, 4e-3], "verify_seeds": 1}
     spec = _spec(tmp_path, "seeds", study=study_table, early_stopping={"enabled": False})

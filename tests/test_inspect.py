@@ -1,4 +1,4 @@
-"""Modulator maps: `search.inspect_cmd.modulator_figure` on a tiny model, and `python -m search inspect` end to end."""
+"""Modulator maps: `search.tools.modulators.modulator_figure` on a tiny model, and `python -m search inspect` end to end."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from harness_utils import ROOT, cli, mlflow_runs, quick_spec, write_spec
 from PIL import Image
 
 from focalnet import build_model
-from search.inspect_cmd import modulator_figure, panel_titles
+from search.tools.modulators import modulator_figure, panel_titles
 
 TINY = {
     "backbone": "focalnet",

@@ -1,4 +1,5 @@
-"""The house rules: the task package knows nothing of Optuna/MLflow, and no two modules import each other."""
+"""The house rules: the task package knows nothing of Optuna/MLflow, no two modules import each other,
+and the sub-packages of `search` form layers that import only downward."""
 
 from __future__ import annotations
 
@@ -78,6 +79,52 @@ def test_task_package_never_imports_the_search_machinery() -> None:
     for name in TASK_MODULES:
         outside = {m for m in graph[name] if not m.startswith("search.task")}
         assert not outside, f"{name} imports {sorted(outside)}"
+
+
+#: The layers of `search`, bottom up: a module may import its own package and the packages below it.
+LAYERS = ("task", "spec", "efficiency", "tracking", "storage", "report", "study", "tools")
+#: Modules at the top of `search/` (at most 12): the CLI on top, the lazy-export helper at the bottom.
+TOP = {"search": -1, "search._lazy": -1, "search.__main__": len(LAYERS), "search.cli": len(LAYERS)}
+
+
+def _layer(module: str) -> int:
+    if module in TOP:
+        return TOP[module]
+    return LAYERS.index(module.split(".")[1])
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{name} -> {dep}" for name, deps in graph.items() for dep in deps if _layer(dep) > _layer(name)
+    )
+
+
+def test_packages_import_only_downward() -> None:
+    graph = _graph("search")
+    assert _upward_imports(graph) == []
+    packages = {name.split(".")[1] for name in graph if name not in TOP}
+    assert packages == set(LAYERS), f"a package is missing from LAYERS: {packages ^ set(LAYERS)}"
+    assert len([p for p in (ROOT / "search").glob("*.py")]) <= 12
+
+
+def test_layer_check_finds_an_upward_import() -> None:
+    graph = {"search.spec.space": {"search.study.workers"}, "search.study.workers": {"search.spec.space"}}
+    assert _upward_imports(graph) == ["search.spec.space -> search.study.workers"]
+
+
+def test_code_imports_names_from_their_defining_module() -> None:
+    """`from search.spec import load_spec` is for users; inside `search/` a lazy package re-export would hide
+    the real edge from the layer check, so code imports from the module that defines the name."""
+    packages = {f"search.{p}" for p in LAYERS}
+    offenders = []
+    for path in (ROOT / "search").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module in packages and node.level == 0:
+                modules = {p.stem for p in (ROOT / node.module.replace(".", "/")).glob("*.py")}
+                offenders += [
+                    f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name not in modules
+                ]
+    assert offenders == []
 
 
 def test_task_modules_import_without_optuna_or_mlflow() -> None:

@@ -1,4 +1,4 @@
-"""Tests for search.pareto: hand-computed cases plus agreement with optuna's own hypervolume."""
+"""Tests for search.efficiency.pareto: hand-computed cases plus agreement with optuna's own hypervolume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from optuna._hypervolume import compute_hypervolume
 
-from search.pareto import (
+from search.efficiency.pareto import (
     crowding_distance,
     hypervolume,
     hypervolume_history,

@@ -1,4 +1,4 @@
-"""Tests for search.plots: PNGs are valid images, the Pareto table is right for hand-made records."""
+"""Tests for search.report.plots: PNGs are valid images, the Pareto table is right for hand-made records."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from search.plots import (
+from search.report.plots import (
     compute_importances,
     dominates,
     hypervolume_plot,

@@ -8,12 +8,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.records import REPORTED_ATTR
-from search.report_refresh import BackgroundRefresh
-from search.rerun import finished_study, read_raw_spec
-from search.spec import parse_spec
-from search.study import open_study
-from search.verify import SEED_CHECKED_ATTR
+from search.report.finished import finished_study, read_raw_spec
+from search.report.publish import REPORTED_ATTR
+from search.report.refresh import BackgroundRefresh
+from search.report.seed_check import SEED_CHECKED_ATTR
+from search.spec.parse import parse_spec
+from search.study.setup import open_study
 from tests.harness_utils import ROOT, cli, quick_spec, toml_dumps
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,6 +122,6 @@ def test_rerun_module_imports_neither_torch_nor_mlflow() -> None:
     import subprocess
     import sys
 
-    code = "import sys, search.rerun, search.cli; print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))"
+    code = "import sys, search.report.finished, search.cli; print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,9 +9,8 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import create_trial
 
-from search.sampler_view import SearchTrialsSampler
-from search.spec import load_spec
-from search.study import make_sampler
+from search.spec.parse import load_spec
+from search.study.samplers import SearchTrialsSampler, make_sampler
 
 SPACE = {"x": FloatDistribution(0.0, 1.0), "depth": IntDistribution(1, 4)}
 

@@ -89,7 +89,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _rdb(url: str):
-    from search.storage import make_storage
+    from search.storage.connect import make_storage
 
     return make_storage(url, heartbeat=False)  # picks the installed PostgreSQL driver
 
@@ -248,9 +248,9 @@ def test_sigkilled_worker_trial_failed_retried_run_closed(
 
 def test_version_mismatch_refused(tmp_path: Path, postgres, env: dict[str, str]) -> None:
     """A study created by Optuna 4.9 must not be joined by this (5.x) worker: exit 2, one line."""
-    from search.spec import load_spec
-    from search.storage import library_versions
-    from search.study import open_study
+    from search.spec.parse import load_spec
+    from search.storage.connect import library_versions
+    from search.study.setup import open_study
 
     spec_path = _spec(tmp_path, "scale-versions", n_trials=2, steps=30)
     study = open_study(load_spec(spec_path), postgres.url, create=True)

@@ -16,14 +16,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import objective as objective_mod
-from search.costs import Costs, Latency
-from search.objective import Objective
-from search.simulate import check_table, simulate_study
-from search.space import resolve_config
-from search.spec import parse_spec
-from search.study import make_sampler
-from search.table import FORMAT, Table, TableError, config_key, read_table, write_table
+from search.efficiency.costs import Costs, Latency
+from search.spec.parse import parse_spec
+from search.spec.space import resolve_config
+from search.study import objective as objective_mod
+from search.study.objective import Objective
+from search.study.samplers import make_sampler
+from search.tools.simulate import check_table, simulate_study
+from search.tools.table import FORMAT, Table, TableError, config_key, read_table, write_table
 from tests.harness_utils import cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +116,7 @@ def test_lookup_returns_recorded_metrics_at_the_step(table: Table) -> None:
 
 
 def test_committed_smoke_table_answers_its_spec() -> None:
-    from search.spec import load_spec
+    from search.spec.parse import load_spec
 
     spec = load_spec(DATA / "tiny_spec.toml")
     table = read_table(DATA / "tiny_table.jsonl.gz")
@@ -132,8 +132,8 @@ def test_committed_smoke_table_answers_its_spec() -> None:
 
 def test_bundled_table_answers_the_default_spec() -> None:
     """`simulate`'s default table still matches studies/default.toml (a changed space would not)."""
-    from search.simulate import DEFAULT_TABLE
-    from search.spec import load_spec
+    from search.spec.parse import load_spec
+    from search.tools.simulate import DEFAULT_TABLE
 
     table = read_table(DEFAULT_TABLE)
     check_table(load_spec(DATA.parents[1] / "studies" / "default.toml"), table)
@@ -281,7 +281,7 @@ def test_simulated_study_records_what_the_live_path_records(
 
 
 def test_head_to_head_compares_the_default_at_the_earlier_finish() -> None:
-    from search.simulate import _head_to_head
+    from search.tools.simulate import _head_to_head
 
     def rec(end: float, hv: float) -> dict:
         return {"end": end, "hypervolume": hv, "role": "search", "values": None}  # no baseline: gain = HV

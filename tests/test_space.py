@@ -1,4 +1,4 @@
-"""Search space: sampling, resolving and up-front checks (search.space)."""
+"""Search space: sampling, resolving and up-front checks (search.spec.space)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import optuna
 import pytest
 
 from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
-from search.space import (
+from search.spec.parse import SpecError, StudySpec, load_spec, parse_spec
+from search.spec.space import (
     BASELINE_OVERRIDES,
     VARIANTS,
     check_space,
@@ -19,7 +20,6 @@ from search.space import (
     resolve_config,
     sample_params,
 )
-from search.spec import SpecError, StudySpec, load_spec, parse_spec
 from search.task.train import TrainConfig
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -1,4 +1,4 @@
-"""Study spec parsing and validation (search.spec)."""
+"""Study spec parsing and validation (search.spec.parse)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.spec import Dimension, SpecError, StudySpec, load_spec, parse_spec
+from search.spec.parse import Dimension, SpecError, StudySpec, load_spec, parse_spec
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml"))
 
@@ -93,7 +93,7 @@ def test_timeout_only_and_ablation_passthrough() -> None:
     assert spec.ablation == {
         "seeds": 2,
         "factors": {"contexts": ["sequential", "independent"]},
-    }  # raw, validated by search.ablation
+    }  # raw, validated by search.spec.grid
     with pytest.raises(SpecError, match="ablation"):
         parse('[study]\nname = "t"\ntimeout_min = 1.5\n[ablation]\nanything = { goes = [1, "x"] }\n')
 
@@ -256,7 +256,7 @@ BAD = [
 
 
 def test_stopping_rule_default_and_hash() -> None:
-    from search.spec_schema import DEFAULT_STOPPING_RULE
+    from search.spec.schema import DEFAULT_STOPPING_RULE
 
     assert parse(MINIMAL).early_stopping.rule == DEFAULT_STOPPING_RULE
     mo = parse(MINIMAL + "[early_stopping]\nrule = 'mo-asha'\n")

@@ -1,4 +1,4 @@
-"""Tests for search.stopping: promotion decisions on synthetic records and through real storage."""
+"""Tests for search.efficiency.stopping: promotion decisions on synthetic records and through real storage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from search.stopping import (
+from search.efficiency.stopping import (
     ParetoASHA,
     RungRecord,
     cost_peer_continue,
@@ -329,7 +329,7 @@ def test_hv_asha_first_arrival_dominated_and_outside_reference() -> None:
 
 
 def test_hv_asha_top_fraction_of_the_pool() -> None:
-    from search.pareto import hypervolume
+    from search.efficiency.pareto import hypervolume
 
     # An irregular staircase of six non-dominated points; eta 3 -> k = 2: the two points whose
     # exclusive contribution is largest continue, the other four stop.
@@ -348,8 +348,8 @@ def test_hv_asha_top_fraction_of_the_pool() -> None:
 def test_hv_asha_through_the_spec_and_storage() -> None:
     from types import SimpleNamespace
 
-    from search.spec_schema import EarlyStoppingSpec, ObjectiveSpec
-    from search.stopping import pruner_for
+    from search.efficiency.stopping import pruner_for
+    from search.spec.schema import EarlyStoppingSpec, ObjectiveSpec
 
     spec = SimpleNamespace(
         early_stopping=EarlyStoppingSpec(rungs=(100,), eta=3, rule="hv-asha"),

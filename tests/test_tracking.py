@@ -1,4 +1,4 @@
-"""Tests for search.tracking against a real MLflow SQLite store."""
+"""Tests for search.tracking.runs against a real MLflow SQLite store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.tracking import (
+from search.tracking.runs import (
     StudyTracker,
     default_artifact_location,
     default_tracking_uri,
@@ -95,7 +95,7 @@ def test_defaults_and_artifact_location(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, search.tracking, search.plots; assert 'mlflow' not in sys.modules; assert 'matplotlib' not in sys.modules"
+    code = "import sys, search.tracking.runs, search.report.plots; assert 'mlflow' not in sys.modules; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 

@@ -41,7 +41,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_ui_prints_runs_link_and_leaves_no_process(tmp_path: Path, sig: int) -> None:
-    from search.tracking import StudyTracker
+    from search.tracking.runs import StudyTracker
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()

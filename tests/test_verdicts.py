@@ -12,26 +12,27 @@ import optuna
 import pytest
 from scipy import stats
 
-from search.ablation import ablation_trials
-from search.ablation_stats import ablation_report
-from search.records import report_text, study_records, trial_summary_line
-from search.space import fixed_trials, resolve_config
-from search.spec import SpecError, parse_spec
-from search.study import budget_used
-from search.task.plateau import (
-    PLATEAU_MARGIN,
-    constant_metrics,
-    constant_positions,
-    left_plateau_step,
-    plateau_label,
-)
-from search.verify import (
+from search.report.ablation import ablation_report
+from search.report.budget import budget_used
+from search.report.records import study_records
+from search.report.seed_check import (
     missing_verify_trials,
     reference_baseline,
     verify_lines,
     verify_rows,
     verify_trials,
     welch_interval,
+)
+from search.report.text import report_text, trial_summary_line
+from search.spec.grid import ablation_trials
+from search.spec.parse import SpecError, parse_spec
+from search.spec.space import fixed_trials, resolve_config
+from search.task.plateau import (
+    PLATEAU_MARGIN,
+    constant_metrics,
+    constant_positions,
+    left_plateau_step,
+    plateau_label,
 )
 
 State = optuna.trial.TrialState
@@ -100,7 +101,7 @@ def test_left_plateau_step() -> None:
 
 def _objective_run(spec, data, tmp_path) -> optuna.Study:
     """One baseline trial through the real Objective, on an in-memory study."""
-    from search.objective import Objective
+    from search.study.objective import Objective
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=spec.objectives.directions)
@@ -381,7 +382,7 @@ def test_ablation_verdict_names_cells_on_the_plateau() -> None:
 def test_pareto_axes_mark_plateau_constant_and_seed_check() -> None:
     from matplotlib.figure import Figure
 
-    from search.plots import _pareto_axes
+    from search.report.plots import _pareto_axes
 
     def rec(n, role, acc, params, plateau, **kw):
         return {"number": n, "state": "COMPLETE", "role": role, "name": f"t{n}", "feasible": True, "pareto": False,

@@ -24,7 +24,7 @@ This module is the design: :func:`parse_ablation` checks every key, factor, leve
 builds each cell's configuration once, so a bad grid fails before anything is written;
 :func:`ablation_trials` lists the cells seed-major as the fixed trials a study enqueues, and
 :func:`missing_trials` the ones a resumed study still lacks. The analysis (report, CSV, chart,
-intervals) is :mod:`search.ablation_stats`, which imports this module, never the reverse.
+intervals) is :mod:`search.report.ablation`, which imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from search.space import BASELINE_OVERRIDES, resolve_config
-from search.spec_schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, SpecError
+from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, SpecError
+from search.spec.space import BASELINE_OVERRIDES, resolve_config
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -296,7 +296,7 @@ def validate_ablation(spec: Any) -> Ablation | None:
 
 
 def ablation_trials(spec: Any) -> list[dict[str, Any]]:
-    """The grid × seeds as fixed trials (same format as ``search.space.fixed_trials``), seed-major.
+    """The grid × seeds as fixed trials (same format as ``search.spec.space.fixed_trials``), seed-major.
 
     Seed-major (all cells with seed 0, then all with seed 1, ...) so that an interrupted run holds whole
     seed blocks: every cell has the same number of seeds (± 1) and every finished block is fully paired.

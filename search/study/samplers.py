@@ -1,4 +1,4 @@
-"""Let the sampler learn from search trials only.
+"""The study's sampler, which learns from search trials only.
 
 A study also holds fixed trials (the baseline, variants, ablation cells, verify re-runs). They carry
 no search parameters, only ``fixed_overrides``. Optuna's NSGA-II and GP samplers model the
@@ -13,6 +13,7 @@ study's, so the wrapped sampler is still storage-shared and asynchronous.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SearchTrialsSampler", "is_search_trial"]
+__all__ = ["SearchTrialsSampler", "is_search_trial", "make_sampler"]
 
 
 def is_search_trial(trial: FrozenTrial) -> bool:
@@ -102,3 +103,23 @@ class SearchTrialsSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()
+
+
+def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, wrapped so it learns from search trials only (:class:`SearchTrialsSampler`)."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    seed = spec.seed
+    budget = spec.n_trials or 20
+    if spec.sampler == "tpe":
+        inner = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=max(4, min(10, budget // 3))
+        )
+    elif spec.sampler == "nsga2":
+        # Optuna's default population (50) is larger than most budgets here, and a study that never
+        # leaves generation 0 is random search; a quarter of the budget gives it a few generations.
+        inner = optuna.samplers.NSGAIISampler(seed=seed, population_size=max(6, min(50, budget // 4)))
+    elif spec.sampler == "gp":
+        inner = optuna.samplers.GPSampler(seed=seed)
+    else:
+        inner = optuna.samplers.RandomSampler(seed=seed)
+    return SearchTrialsSampler(inner)

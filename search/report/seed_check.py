@@ -15,7 +15,7 @@ accuracy (member − reference baseline): unequal variances, no pairing assumed 
 different architectures unrelated initialisations). A difference is "beyond seed noise" when the
 interval excludes 0. Test, not val: val chose the front, so only test is untouched by the selection.
 
-This module works on the plain records of :func:`search.records.study_records` (it imports nothing of
+This module works on the plain records of :func:`search.report.records.study_records` (it imports nothing of
 the harness above it): the plan (:func:`verify_trials`, :func:`missing_verify_trials`) and the analysis
 (:func:`verify_rows`, :func:`verify_lines`).
 """
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 VERIFY_ROLE = "verify"
-#: Study user attr: the search budget used (``search.records.budget_used``) when the seed check last had
+#: Study user attr: the search budget used (``search.report.budget.budget_used``) when the seed check last had
 #: nothing missing. Equal to the budget used now = the check is complete for this front (a re-run can
 #: answer at once); more search trials since then may have changed the front.
 SEED_CHECKED_ATTR = "seed_check_done_at_budget"
@@ -92,7 +92,7 @@ def _members(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def verify_trials(records: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
-    """The seed check as fixed trials (format of ``search.space.fixed_trials`` plus ``verifies``, ``seed``).
+    """The seed check as fixed trials (format of ``search.spec.space.fixed_trials`` plus ``verifies``, ``seed``).
 
     The overrides are the member's stored, fully resolved config with the seed replaced; the torch threads
     are left to the worker that runs it (they change float sums, not the experiment).

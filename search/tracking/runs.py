@@ -2,10 +2,10 @@
 
 This module holds the run lifecycle (:class:`StudyTracker`: the parent run, child runs started, resumed
 and ended, crash recovery of stale runs, Pareto tags). What is logged (redaction, flattened params, run
-names) lives in :mod:`search.tracking_params`; where and how it is written (store URIs, the experiment,
+names) lives in :mod:`search.tracking.params`; where and how it is written (store URIs, the experiment,
 retried batched writes through an explicit ``MlflowClient``, so several trials, threads or worker
-processes can log to one store at once) in :mod:`search.tracking_store`. Their public names are
-re-exported here. ``mlflow`` is imported lazily, so ``import search.tracking`` stays cheap.
+processes can log to one store at once) in :mod:`search.tracking.store`. Their public names are
+re-exported here. ``mlflow`` is imported lazily, so ``import search.tracking.runs`` stays cheap.
 
 Run layout (experiment ``focalnet-search/<study_name>``):
 
@@ -25,8 +25,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from search import tracking_store as store
-from search.tracking_params import (
+from search.tracking import store
+from search.tracking.params import (
     clean_params,
     clean_tags,
     flatten_config,
@@ -35,7 +35,7 @@ from search.tracking_params import (
     redact_url,
     run_name,
 )
-from search.tracking_store import (
+from search.tracking.store import (
     EXPERIMENT_PREFIX,
     default_artifact_location,
     default_tracking_uri,

@@ -10,7 +10,7 @@ clock that advances by the table's recorded times.
 
 Mapping a sampled point to a table row: the sampler samples the real space (so TPE and NSGA-II model
 the real dimensions, patch size, width, learning rate...), and the trial gets the row nearest to that
-point (`search.table.param_distance`: categorical mismatches count 1, numeric differences are
+point (`search.tools.table.param_distance`: categorical mismatches count 1, numeric differences are
 normalised to [0, 1]; identical points are at distance 0). The table is a uniform random sample of the
 space, so for random search this is random search over the table; for a model-based sampler the table
 is a 1-nearest-neighbour surrogate (what Syne Tune does for tabulated benchmarks with continuous
@@ -39,14 +39,14 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.costs import Costs, Latency, constraint_values
-from search.objective import METRIC_KEYS, objective_values, record_costs
-from search.pareto import hypervolume
-from search.space import fixed_trials, resolve_config, sample_params
-from search.stopping import pruner_for, stop_at_rung
-from search.study import make_sampler
-from search.table import MEASURED, Table, TableError, measured_parts
+from search.efficiency.costs import Costs, Latency, constraint_values
+from search.efficiency.pareto import hypervolume
+from search.efficiency.stopping import pruner_for, stop_at_rung
+from search.spec.space import fixed_trials, resolve_config, sample_params
+from search.study.objective import METRIC_KEYS, objective_values, record_costs
+from search.study.samplers import make_sampler
 from search.task.train import TrainConfig
+from search.tools.table import MEASURED, Table, TableError, measured_parts
 
 __all__ = [
     "SAMPLERS",
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("random", "tpe", "nsga2")
-DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "bench" / "tables" / "default.jsonl.gz"
+DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "bench" / "tables" / "default.jsonl.gz"
 
 
 def check_table(spec: Any, table: Table) -> None:
@@ -207,7 +207,7 @@ def simulate_study(
         spec: the StudySpec (checked against the table with :func:`check_table` beforehand).
         table: the learning-curve table.
         sampler: ``"random"``, ``"tpe"``, ``"nsga2"`` (or any sampler the spec allows).
-        stopping: ``"none"`` or a rule of `search.stopping.RULES`.
+        stopping: ``"none"`` or a rule of `search.efficiency.stopping.RULES`.
         seed: the sampler seed.
         workers: asynchronous workers (each one trial at a time).
         n_trials: trials in the study, fixed trials included (as ``study.n_trials``).
@@ -225,7 +225,7 @@ def simulate_study(
         sampler=make_sampler(arm_spec),
         directions=spec.objectives.directions,
     )
-    for fixed in fixed_trials(spec):  # as `search.study.open_study` enqueues them
+    for fixed in fixed_trials(spec):  # as `search.study.workers.open_study` enqueues them
         attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
         study.enqueue_trial({}, user_attrs=attrs)
     pruner = pruner_for(spec, enabled=stopping != "none", rule=None if stopping == "none" else stopping)
@@ -488,8 +488,8 @@ def simulate(
     Returns:
         The summary lines (:func:`summarise`).
     """
-    from search.plots import simulation_plot
-    from search.spec_schema import DEFAULT_STOPPING_RULE
+    from search.report.plots import simulation_plot
+    from search.spec.schema import DEFAULT_STOPPING_RULE
 
     check_table(spec, table)
     time_scales(table, clock)  # refuse a clock the table cannot give before simulating anything

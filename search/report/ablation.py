@@ -1,6 +1,6 @@
 """The ablation's analysis: per-cell mean ± std, paired differences with intervals, verdicts, CSV and chart.
 
-Every cell of the grid (see :mod:`search.ablation`) runs the same seeds, so the difference between
+Every cell of the grid (see :mod:`search.spec.grid`) runs the same seeds, so the difference between
 two cells with the same seed is a paired observation. Per seed, the difference ``level − reference`` is
 averaged over the other factors' level combinations; the primary interval is a paired t-interval over
 seeds, with a percentile bootstrap interval alongside. Only COMPLETE trials that trained are used.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from search.ablation import Ablation, cell_name, format_level, parse_ablation, trial_key
+from search.spec.grid import Ablation, cell_name, format_level, parse_ablation, trial_key
 from search.task.plateau import PLATEAU_MARGIN, left_plateau_step
 
 __all__ = [

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from search.tracking_params import clean_tags, is_np_number, redact_url
+from search.tracking.params import clean_tags, is_np_number, redact_url
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow import MlflowClient
@@ -246,7 +246,7 @@ def log_metrics(
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
-    """Set several tags in batches, values cleaned by :func:`search.tracking_params.clean_tags`."""
+    """Set several tags in batches, values cleaned by :func:`search.tracking.params.clean_tags`."""
     if not tags:
         return
     from mlflow.entities import RunTag

@@ -34,7 +34,7 @@ def _experiments(uri: str, name: str | None) -> list[tuple[str, str]]:
     """(experiment name, id) of the study (or of every focalnet-search study) in the store."""
     from mlflow import MlflowClient
 
-    from search.tracking import EXPERIMENT_PREFIX, experiment_name
+    from search.tracking.runs import EXPERIMENT_PREFIX, experiment_name
 
     client = MlflowClient(tracking_uri=uri)
     if name is not None:
@@ -78,8 +78,8 @@ def serve_ui(*, uri: str, name: str | None, host: str, port: int) -> int:
         host: address to bind (default 127.0.0.1: the server has no authentication).
         port: TCP port.
     """
-    from search.tracking import ensure_local_store
-    from search.tracking_store import _sqlite_path
+    from search.tracking.runs import ensure_local_store
+    from search.tracking.store import _sqlite_path
 
     ensure_local_store(uri)
     db = _sqlite_path(uri)

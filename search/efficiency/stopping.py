@@ -50,7 +50,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.pareto import crowding_distance, hypervolume, non_dominated_ranks, to_minimization
+from search.efficiency.pareto import crowding_distance, hypervolume, non_dominated_ranks, to_minimization
 
 __all__ = [
     "RULES",

@@ -18,8 +18,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.records import FINISHED_STATES, REPORTED_ATTR, budget_used
-from search.verify import SEED_CHECKED_ATTR, VERIFY_ROLE
+from search.report.budget import FINISHED_STATES, budget_used
+from search.report.publish import REPORTED_ATTR
+from search.report.seed_check import SEED_CHECKED_ATTR, VERIFY_ROLE
 
 __all__ = ["finished_study", "finished_line", "read_raw_spec"]
 
@@ -53,7 +54,7 @@ def finished_study(
         n_trials: the trial budget (the CLI's ``--n-trials`` or the spec's ``study.n_trials``).
         tracking: the study logs to MLflow (its report must be complete).
     """
-    from search.storage import StorageError, make_storage
+    from search.storage.connect import StorageError, make_storage
 
     if not raw or n_trials is None or "ablation" in raw:
         return None  # ablations resume by missing cells: the full path

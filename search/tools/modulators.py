@@ -292,13 +292,13 @@ def inspect_trial(
     """Draw the modulator maps of trial ``trial`` for the first ``n`` test patches, log them, return the PNG path.
 
     Raises:
-        search.reproduce.ReproduceError: unknown, unfinished, pruned or skipped trial; a baseline
+        search.tools.reproduce.ReproduceError: unknown, unfinished, pruned or skipped trial; a baseline
             (non-FocalNet) trial; ``n < 1``; the dataset changed since the search.
     """
-    from search.records import study_records
-    from search.reproduce import ReproduceError, pick_trial, trial_data
-    from search.tracking import StudyTracker, default_tracking_uri, redact_url
-    from search.tracking_store import store_exists
+    from search.report.records import study_records
+    from search.tools.reproduce import ReproduceError, pick_trial, trial_data
+    from search.tracking.runs import StudyTracker, default_tracking_uri, redact_url
+    from search.tracking.store import store_exists
 
     if n < 1:
         raise ReproduceError(f"--n: must be >= 1, got {n}")
@@ -346,7 +346,7 @@ def inspect_trial(
 
 def inspect_study(args: argparse.Namespace) -> int:
     """CLI entry: ``python -m search inspect NAME --trial N [--out PATH] [--n 4]``."""
-    from search.storage import load_stored_study
+    from search.storage.connect import load_stored_study
 
     study, spec = load_stored_study(args.name, args.storage)
     inspect_trial(study, spec, args.trial, n=args.n, out=args.out, tracking_uri=args.tracking_uri)

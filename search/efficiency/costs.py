@@ -106,7 +106,7 @@ class LatencyProtocol:
     @classmethod
     def coerce(cls, spec: LatencyProtocol | Mapping[str, Any] | Any | None) -> LatencyProtocol:
         """Build from ``None`` (defaults), a mapping, or any object with the same attribute names
-        (e.g. ``search.spec.LatencySpec``); missing fields take their defaults."""
+        (e.g. ``search.spec.parse.LatencySpec``); missing fields take their defaults."""
         if spec is None:
             return cls()
         if isinstance(spec, cls):
@@ -292,7 +292,7 @@ def measure_costs(
     Args:
         model_config: :class:`focalnet.ModelConfig` or its nested dict form.
         latency_spec: :class:`LatencyProtocol`, a mapping, or an object with the same attributes
-            (``search.spec.LatencySpec``); None = defaults.
+            (``search.spec.parse.LatencySpec``); None = defaults.
         baseline_ms: the baseline's median latency timed in this process with the same protocol;
             when given, ``latency_ratio`` is filled.
 
@@ -342,7 +342,7 @@ def constraint_values(costs: Costs, constraints: Mapping[str, Any] | Any | None)
 
     Args:
         costs: measured costs.
-        constraints: mapping, or an object with those attributes (``search.spec.ConstraintSpec``).
+        constraints: mapping, or an object with those attributes (``search.spec.parse.ConstraintSpec``).
 
     Returns:
         ``{"params": v, "flops": v, "latency_ms": v, "latency_ratio": v}`` for the limits given.

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from search.objective import METRIC_KEYS
-from search.records import objective_points, study_records
+from search.report.records import objective_points, study_records
+from search.study.objective import METRIC_KEYS
 
 __all__ = ["reproduce", "pick_trial", "trial_data", "ReproduceError"]
 
@@ -29,7 +29,7 @@ def pick_trial(
     records: list[dict[str, Any]], spec: Any, *, trial: int | None, pick: str | None
 ) -> dict[str, Any]:
     """The record to reproduce: an explicit trial number, or a pick from the feasible Pareto front."""
-    from search.pareto import knee_point
+    from search.efficiency.pareto import knee_point
 
     if trial is not None:
         rec = next((r for r in records if r["number"] == trial), None)
@@ -106,8 +106,8 @@ def reproduce(
     from focalnet.export import export_onnx, export_program
     from search.task.gallery import model_gallery
     from search.task.train import train
-    from search.tracking import StudyTracker, default_tracking_uri, flatten_config, redact_url
-    from search.tracking_store import store_exists
+    from search.tracking.runs import StudyTracker, default_tracking_uri, flatten_config, redact_url
+    from search.tracking.store import store_exists
 
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)

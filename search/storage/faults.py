@@ -82,7 +82,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    from search.tracking import redact_url
+    from search.tracking.runs import redact_url
 
     text = str(exc.__cause__ or exc).strip().splitlines()
     return redact_url(f"{type(exc.__cause__ or exc).__name__}: {text[0] if text else ''}")

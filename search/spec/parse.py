@@ -9,7 +9,7 @@ raises :class:`SpecError` with a one-line message naming the file and the dotted
 The fields of ``[model]`` and ``[train]`` are validated by the dataclasses that own them
 (``focalnet.FocalNetConfig``, ``focalnet.BaselineConfig``, ``search.task.train.TrainConfig``); this module only
 checks names against their ``dataclasses.fields`` and turns their ``ValueError`` into a ``SpecError``.
-The search space itself is checked by :func:`search.space.check_space` before anything starts.
+The search space itself is checked by :func:`search.spec.space.check_space` before anything starts.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from search import spec_schema
-from search.ablation import validate_ablation
-from search.space import VARIANTS, check_space
-from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public types live there)
+from search.spec import schema as spec_schema
+from search.spec.grid import validate_ablation
+from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public types live there)
     _DIM_KEYS,
     _NAME_RE,
     _SCHEMA,
@@ -59,6 +58,7 @@ from search.spec_schema import (  # noqa: F401  (re-exported: the spec's public 
     _unknown,
     compute_spec_hash,
 )
+from search.spec.space import VARIANTS, check_space
 from search.task.data import DataConfigError, data_config
 
 __all__ = [*(n for n in spec_schema.__all__ if n != "compute_spec_hash"), "load_spec", "parse_spec"]

@@ -1,7 +1,7 @@
 """The study spec's schema: the frozen dataclasses a spec parses into, its constants, and `SpecError`.
 
-This is the bottom of the spec machinery: `search.space` and `search.ablation` import their types from
-here, and `search.spec` (which parses TOML and runs their checks) imports all three, so nothing circles.
+This is the bottom of the spec machinery: `search.spec.space` and `search.spec.grid` import their types from
+here, and `search.spec.parse` (which parses TOML and runs their checks) imports all three, so nothing circles.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-#: Early-stopping promotion rules (``search.stopping.RULES``; kept here so the spec needs no optuna).
+#: Early-stopping promotion rules (``search.efficiency.stopping.RULES``; kept here so the spec needs no optuna).
 STOPPING_RULES = ("mo-asha", "cost-asha", "hv-asha")
 #: The rule a spec without ``[early_stopping] rule`` gets (chosen from the simulator's evidence, README).
 DEFAULT_STOPPING_RULE = "cost-asha"

@@ -3,7 +3,7 @@
 Embedded default: Optuna's journal file (`mlruns/optuna.journal`), safe for several processes on one
 machine (SQLite is not). Scale-out: any SQLAlchemy URL (`postgresql://…`) as `RDBStorage` with heartbeats,
 so a trial whose worker died is failed and retried once by a live worker; its calls are retried through a
-database outage (`search.faults.ResilientStorage`). Read-only commands open storage with `read_only=True`,
+database outage (`search.storage.faults.ResilientStorage`). Read-only commands open storage with `read_only=True`,
 which never creates a file.
 """
 
@@ -55,7 +55,7 @@ def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -
     from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    from search.faults import ResilientStorage
+    from search.storage.faults import ResilientStorage
 
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:"):
@@ -107,7 +107,7 @@ def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -
 
                     time.sleep(0.2 + random.random())
     except (optuna.exceptions.StorageInternalError, ImportError, Exception) as e:  # noqa: BLE001
-        from search.tracking import redact_url
+        from search.tracking.runs import redact_url
 
         raise StorageError(f"storage: cannot open {redact_url(url)}: {str(e).splitlines()[0]}") from None
 
@@ -223,8 +223,8 @@ def load_stored_study(name: str, storage: str | None) -> tuple[Any, Any]:
     """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
     import optuna
 
-    from search.spec import parse_spec
-    from search.tracking import redact_url
+    from search.spec.parse import parse_spec
+    from search.tracking.runs import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE

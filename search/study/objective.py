@@ -16,13 +16,13 @@ from typing import Any
 
 import optuna
 
-from search.costs import constraint_values, measure_costs
-from search.space import BASELINE_OVERRIDES, resolve_config, sample_params
-from search.stopping import pruner_for, stop_at_rung
-from search.storage import worker_id
+from search.efficiency.costs import constraint_values, measure_costs
+from search.efficiency.stopping import pruner_for, stop_at_rung
+from search.spec.space import BASELINE_OVERRIDES, resolve_config, sample_params
+from search.storage.connect import worker_id
 from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
-from search.tracking import StudyTracker, flatten_config, run_name
+from search.tracking.runs import StudyTracker, flatten_config, run_name
 
 __all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "record_costs", "METRIC_KEYS"]
 
@@ -41,13 +41,13 @@ def record_costs(
 ) -> tuple[dict[str, Any], dict[str, float], bool]:
     """Store a trial's costs as user attrs and its budget violations as Optuna constraints.
 
-    The live objective and the simulator (`search.simulate`) both call this, so constraints reach the
+    The live objective and the simulator (`search.tools.simulate`) both call this, so constraints reach the
     sampler the same way in both.
 
     Args:
         trial: the live trial.
         spec: the StudySpec (its ``constraints``).
-        costs: a `search.costs.Costs`.
+        costs: a `search.efficiency.costs.Costs`.
         baseline_ms: the baseline's latency timed in the same process.
 
     Returns:

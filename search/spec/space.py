@@ -30,7 +30,7 @@ import functools
 import itertools
 from typing import Any
 
-from search.spec_schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
+from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
 
 __all__ = ["BASELINE_OVERRIDES", "VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
 
@@ -325,7 +325,7 @@ def fixed_trials(spec: StudySpec) -> list[dict[str, Any]]:
     With ``study.baseline_lrs`` the baseline is a fixed sweep, one trial per learning rate, in that order.
     Each is ``{"role": "baseline" | "variant", "name": str, "overrides": {...}}``; pass ``overrides`` to
     :func:`resolve_config` (with empty params). An ablation has none of these: its trials are its grid ×
-    seeds, from :func:`search.ablation.ablation_trials` (which sits above this module)."""
+    seeds, from :func:`search.spec.grid.ablation_trials` (which sits above this module)."""
     if spec.ablation is not None:
         return []
     out: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@
   other worker is alive, ends the run: FINISHED, KILLED after Ctrl-C, FAILED after a crash.
 - :func:`requeue_fixed_trials` enqueues every fixed trial (baseline, variants, ablation cells, any trial
   enqueued with a role) that has no live attempt — never run, or last attempt failed or interrupted —
-  once per attempt, under :func:`search.faults.study_lock`, so workers starting together never duplicate.
+  once per attempt, under :func:`search.storage.faults.study_lock`, so workers starting together never duplicate.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.faults import study_lock
-from search.records import refresh_parent
-from search.storage import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, pid_alive, worker_id
+from search.report.publish import refresh_parent
+from search.storage.connect import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, pid_alive, worker_id
+from search.storage.faults import study_lock
 
 __all__ = [
     "IDENTITY_KEYS",
@@ -215,7 +215,7 @@ class ParentRun:
         """Re-open the parent if a worker that thought it was the last one closed it meanwhile."""
         if self.tracker is None or self.run_id is None:
             return
-        from search.tracking_store import retry
+        from search.tracking.store import retry
 
         client = self.tracker.client
         if retry(lambda: client.get_run(self.run_id), what="get parent").info.status != "RUNNING":

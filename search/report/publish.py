@@ -1,0 +1,107 @@
+"""Publish the report on the study's MLflow parent run: Pareto plots and table, hypervolume, importances,
+the seed check, and the ``pareto`` tags of the child runs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from search.efficiency.pareto import hypervolume_history
+from search.report.budget import FINISHED_STATES
+from search.report.records import objective_points, study_records, value_names
+from search.report.seed_check import VERIFY_ROLE, verify_rows, write_verify_csv
+from search.report.text import report_text
+
+#: Study user attr: the number of finished trials the last complete parent report showed.
+REPORTED_ATTR = "report_finished_trials"
+
+__all__ = ["REPORTED_ATTR", "refresh_parent"]
+
+
+def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances: bool = True) -> None:
+    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run.
+
+    Args:
+        study: the study.
+        spec: its StudySpec.
+        tracker: the study's `StudyTracker`.
+        importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
+            has them, the refreshes during a study skip them).
+    """
+    from search.report.plots import (
+        compute_importances,
+        hypervolume_plot,
+        importance_plot,
+        pareto_plots,
+        pareto_table,
+    )
+
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is None:
+        return
+    records = study_records(study, spec)
+    names = value_names(spec)
+    directions = list(spec.objectives.directions)
+    ref = [spec.hypervolume_reference[n] for n in names]
+    done = sorted(
+        (r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE),
+        key=lambda r: r["complete_time"] or 0,
+    )
+    hv_hist: list[tuple[float, float]] = []
+    if done:
+        created = study.user_attrs.get("created_at") or done[0]["complete_time"]
+        hvs = hypervolume_history(objective_points(done, names), directions, ref)
+        hv_hist = [(r["complete_time"] - created, float(h)) for r, h in zip(done, hvs, strict=True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        constant = study.user_attrs.get("constant_predictor")
+        files = list(
+            pareto_plots(
+                records,
+                accuracy_name=f"val {spec.objectives.accuracy}",
+                out_dir=out,
+                constant=constant["val"][spec.objectives.accuracy] if constant else None,
+            )
+        )
+        files.append(pareto_table(records, out / "pareto.csv"))
+        if spec.ablation is None:
+            (out / "report.txt").write_text(report_text(study, spec) + "\n")
+            files.append(out / "report.txt")
+            rows = verify_rows(records, spec)
+            if rows:
+                files.append(write_verify_csv(rows, out / "verify.csv"))
+        if hv_hist:
+            files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
+            (out / "hypervolume.json").write_text(
+                json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist})
+            )
+            files.append(out / "hypervolume.json")
+            tracker.log_metrics(
+                parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done)
+            )
+        if spec.ablation is not None:
+            from search.report.ablation import ablation_artifacts
+
+            files.extend(ablation_artifacts(study, spec, out))
+        imps = (
+            compute_importances(study, list(spec.objectives.names))
+            if spec.ablation is None and importances
+            else {}
+        )
+        if imps:
+            files.append(importance_plot(imps, out / "importances.png"))
+            (out / "importances.json").write_text(json.dumps(imps, indent=1))
+            files.append(out / "importances.json")
+        for f in files:
+            tracker.log_artifact(parent, str(f), "report")
+    front = {r["number"] for r in records if r["pareto"]}
+    run_ids = {
+        r["number"]: r["mlflow_run_id"] for r in records if r["mlflow_run_id"] and r["state"] != "RUNNING"
+    }
+    tracker.update_pareto_tags(front, run_ids)
+    if importances:  # a complete report of this many finished trials exists (see `study.finished_study`)
+        study.set_user_attr(REPORTED_ATTR, sum(r["state"] in FINISHED_STATES for r in records))

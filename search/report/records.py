@@ -1,0 +1,125 @@
+"""Trial records read back from storage: one plain dict per trial, with Pareto membership.
+
+Everything here is recomputed from the Optuna storage, so any worker (or `report` later) gets the same
+answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.efficiency.pareto import pareto_mask
+from search.report.seed_check import VERIFY_ROLE, reference_baseline
+from search.task.plateau import left_plateau_step, plateau_label
+from search.tracking.params import flatten_config
+
+__all__ = ["dominates", "objective_points", "study_records", "value_names"]
+
+
+def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
+    return np.array([[r["values"][n] for n in spec_names] for r in records], dtype=float).reshape(
+        len(records), len(spec_names)
+    )
+
+
+def dominates(a: dict[str, Any], b: dict[str, Any], names: list[str], directions: list[str]) -> bool:
+    """True if record a Pareto-dominates record b on the study's objectives."""
+    better = False
+    for n, d in zip(names, directions, strict=True):
+        x, y = a["values"][n], b["values"][n]
+        if d == "minimize":
+            x, y = -x, -y
+        if x < y:
+            return False
+        better |= x > y
+    return better
+
+
+def value_names(spec: Any) -> list[str]:
+    return ["accuracy", *spec.objectives.minimize]
+
+
+def _plateau(
+    t: optuna.trial.FrozenTrial, constant: dict[str, Any] | None, acc: str
+) -> tuple[Any, str | None]:
+    """(left_plateau_step, label) of a trial that trained; (None, None) if it did not (yet)."""
+    ua = t.user_attrs
+    if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or ua.get("skipped"):
+        return None, None
+    if "left_plateau_step" in ua:
+        step = ua["left_plateau_step"]
+    elif ua.get("curve") and constant:  # a trial from before the flag existed: recompute from its curve
+        step = left_plateau_step(ua["curve"], constant["val"][acc], margin=constant["margin"])
+    else:
+        return None, None
+    return step, plateau_label(step)
+
+
+def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
+    """One plain dict per trial (see `search.report.plots`), with Pareto membership and baseline dominance.
+
+    Seed-check trials (role ``verify``) are records too, but never on the Pareto front and never compared
+    with the baseline: they re-measure members, they do not compete with them. ``reference`` marks the
+    baseline every trial is compared with (the best val member of a ``study.baseline_lrs`` sweep).
+    ``plateau`` is ``"left@<step>"`` / ``"never"`` for trials that trained, else None.
+    """
+
+    names = value_names(spec)
+    directions = list(spec.objectives.directions)
+    constant = study.user_attrs.get("constant_predictor")
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        left, plateau = _plateau(t, constant, spec.objectives.accuracy)
+        values = None
+        if t.state == TrialState.COMPLETE and t.values:
+            values = {
+                "accuracy": t.values[0],
+                "params": ua.get("params"),
+                "flops": ua.get("flops"),
+                "latency_ms": ua.get("latency_ms"),
+            }
+        config = ua.get("config")
+        records.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "role": ua.get("role", "search"),
+                "name": ua.get("name") or ua.get("run_name") or f"trial {t.number}",
+                "values": values,
+                "feasible": bool(ua.get("feasible", True)) and "skipped" not in ua,
+                "pareto": False,
+                "dominates_baseline": False,
+                "reference": False,
+                "left_plateau_step": left,
+                "plateau": plateau,
+                "verifies": ua.get("verifies"),
+                "seed": ua.get("seed"),
+                "latency_ratio": ua.get("latency_ratio"),
+                "val": ua.get("val", {}),
+                "test": ua.get("test", {}),
+                "stop_rung": ua.get("stop_rung"),
+                "fail_reason": ua.get("fail_reason"),
+                "skipped": ua.get("skipped"),
+                "config": config,
+                "params_flat": flatten_config(config) if config else {},
+                "mlflow_run_id": ua.get("mlflow_run_id"),
+                "complete_time": t.datetime_complete.timestamp() if t.datetime_complete else None,
+                "wall_s": (ua.get("timing") or {}).get("wall_s"),
+            }
+        )
+    done = [r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE]
+    if done:
+        mask = pareto_mask(objective_points(done, names), directions)
+        for r, m in zip(done, mask, strict=True):
+            r["pareto"] = bool(m)
+        baseline = reference_baseline(done)
+        if baseline is not None:
+            baseline["reference"] = True
+            for r in done:
+                r["dominates_baseline"] = r is not baseline and dominates(r, baseline, names, directions)
+    return records
