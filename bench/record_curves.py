@@ -97,16 +97,27 @@ def load(spec_path: str, steps: int | None) -> Any:
     return parse_spec(raw, source=spec_path)
 
 
+#: Index of the first warm-start row: apart from the sampled indices, so adding a warm start to a spec
+#: mid-recording moves no sampled row (a resume compares rows by index).
+WARM_INDEX = 100_000
+
+
 def plan(spec: Any, seed: int):
-    """Yield (index, role, name, params, config): the spec's fixed trials, then sampled points, forever."""
+    """Yield (index, role, name, params, config): the spec's fixed trials, its warm-start portfolio (role
+    ``warm``, indices from `WARM_INDEX`: the configurations a warm-started study enqueues, so `simulate`
+    replays them exactly on this table), then sampled points, forever."""
     import optuna
 
     from search.spec.space import fixed_trials, resolve_config, sample_params
+    from search.study.warm_start import warm_start_rows
 
     index = 0
     for fixed in fixed_trials(spec):
         yield index, fixed["role"], fixed["name"], {}, resolve_config(spec, {}, overrides=fixed["overrides"])
         index += 1
+    for i, (source, params) in enumerate(warm_start_rows(spec)):
+        name = f"warm-{Path(spec.warm_start).name}#row{source['index']}"
+        yield WARM_INDEX + i, "warm", name, params, resolve_config(spec, params)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         sampler=optuna.samplers.RandomSampler(seed=seed), directions=spec.objectives.directions
@@ -234,13 +245,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: Header fields two tables must share to be resumed or merged: they change what a row measures (and
-#: the spec's measured parts, `search.tools.table.measured_parts`: a new stopping rule or budget is no new table).
+#: the spec's measured parts, `search.efficiency.table.measured_parts`: a new stopping rule or budget is no new table).
 SAME = ("data_hash", "sample_seed", "eval_every", "threads", "latency_clock")
 
 
 def _same_recording(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """The first header field that differs between two recordings, or None."""
-    from search.tools.table import measured_parts
+    from search.efficiency.table import measured_parts
 
     if measured_parts(old.get("spec") or {}) != measured_parts(new.get("spec") or {}):
         return "spec"
@@ -249,7 +260,7 @@ def _same_recording(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """'K/W' -> (K, W) with 0 <= K < W."""
-    from search.tools.table import TableError
+    from search.efficiency.table import TableError
 
     try:
         k, w = (int(x) for x in text.split("/"))
@@ -260,9 +271,24 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, w
 
 
+def _constant_of(header: dict[str, Any]) -> dict[str, Any]:
+    """The constant predictor's metrics on the data a table's header names (`search.task.plateau`)."""
+    from search.spec.parse import parse_spec
+    from search.study.setup import spec_data
+    from search.task.plateau import constant_metrics
+
+    spec = parse_spec((header.get("spec") or {}).get("raw") or {}, source=str(header.get("spec_source")))
+    data = spec_data(spec)
+    if data.data_hash != header.get("data_hash"):
+        from search.efficiency.table import TableError
+
+        raise TableError("--merge: the header's data no longer hashes the same; cannot add its constant")
+    return constant_metrics(data)
+
+
 def merge(paths: list[str], out: Path) -> int:
     """Join shard tables: the union of their rows by index (identical rows may repeat across shards)."""
-    from search.tools.table import TableError, config_key, read_table, write_table
+    from search.efficiency.table import TableError, config_key, read_table, write_table
 
     tables = [read_table(p) for p in paths]
     header = dict(tables[0].header)
@@ -280,6 +306,8 @@ def merge(paths: list[str], out: Path) -> int:
             if config_key(seen["config"]) != config_key(r["config"]):
                 raise TableError(f"--merge: row {r['index']} has another config in {t.path}")
     header["sessions"] = sessions
+    if "constant" not in header:  # tables recorded before the header stored the plateau level
+        header["constant"] = _constant_of(header)
     merged = [rows[i] for i in sorted(rows)]
     write_table(out, header, merged)
     trained = sum(r.get("trained", False) for r in merged)
@@ -291,9 +319,9 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from search.efficiency.costs import measure_costs
+    from search.efficiency.table import FORMAT, TableError, config_key, read_table, write_table
     from search.spec.space import resolve_config
     from search.study.setup import code_version, cpu_count, spec_data
-    from search.tools.table import FORMAT, TableError, config_key, read_table, write_table
 
     for name in ("n", "eval_every"):
         if getattr(args, name) < 1:
@@ -328,6 +356,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         "threads": threads,
         "latency_clock": args.latency_clock,
         "sessions": [session],
+        "constant": constant_metrics(data),  # the plateau level: `Table.regions` judges rows against it
     }
     rows: list[dict[str, Any]] = []
     if out.exists():
@@ -342,9 +371,11 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
             raise TableError(f"--out: {out}: {differs}; use another --out")
         header, rows = old, table.rows
         header["sessions"] = [*header.get("sessions", []), session]
+        header.setdefault("constant", constant_metrics(data))  # tables recorded before it was stored
     done = {r["index"]: r for r in rows}
     target = -(-args.n // shards)  # this shard's share of --n
-    trained = sum(r.get("trained", False) for r in rows if r["index"] % shards == shard)
+    # `--n` counts fixed and sampled rows; warm-start rows come on top of them.
+    trained = sum(r.get("trained", False) for r in rows if r["index"] % shards == shard and r["role"] != "warm")
     print(
         f"table {out}: {len(rows)} rows ({trained} trained) of {target}"
         + (f" (shard {shard}/{shards} of --n {args.n})" if shards > 1 else "")
@@ -386,8 +417,8 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
         row["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         rows.append(row)
         write_table(out, header, rows)
-        trained += row["trained"]
-        this_run += row["trained"]
+        trained += row["trained"] and role != "warm"
+        this_run += row["trained"] and role != "warm"
         elapsed = time.time() - t_start
         eta = elapsed / max(1, this_run) * (target - trained)
         c = row["costs"]

@@ -29,10 +29,10 @@ def main() -> int:
 
     import torch
 
+    from search.efficiency.table import read_table
     from search.spec.parse import load_spec
     from search.study.setup import spec_data
     from search.task.train import train
-    from search.tools.table import read_table
 
     torch.set_num_threads(1)
     row = next(r for r in read_table(args.table).rows if r["index"] == args.row)

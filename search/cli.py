@@ -29,11 +29,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
+    from search.efficiency.table import TableError
     from search.spec.parse import SpecError
     from search.storage.connect import StorageError
     from search.task.errors import DataError
     from search.tools.reproduce import ReproduceError
-    from search.tools.table import TableError
 
     return (SpecError, StorageError, DataError, ReproduceError, TableError)
 
@@ -92,7 +92,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from search.report.finished import finished_line, finished_study, read_raw_spec
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
     if args.n_trials is not None and args.n_trials < 1:
         raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = run_study(
         spec,
         n_trials=args.n_trials,
-        jobs=args.jobs,
+        jobs=args.jobs or spec.jobs,
         storage_url=storage_url(args, spec),
         tracking_uri=tracking_uri(args, spec),
         allow_changed_spec=args.allow_changed_spec,
@@ -131,16 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from search.efficiency.table import read_table
     from search.spec.schema import SAMPLERS, STOPPING_RULES
     from search.tools.simulate import DEFAULT_TABLE, simulate
-    from search.tools.table import read_table
 
     spec = _load_spec(args.spec)
-    for name in ("seeds", "workers"):
-        if getattr(args, name) < 1:
-            raise_bad(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
-    if args.n_trials is not None and args.n_trials < 1:
-        raise_bad("--n-trials", f"must be >= 1, got {args.n_trials}")
+    for name in ("seeds", "workers", "threads", "n_trials"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise_bad(f"--{name.replace('_', '-')}", f"must be >= 1, got {getattr(args, name)}")
     samplers = tuple(args.samplers.split(","))
     stoppings = tuple(args.stopping.split(",")) if args.stopping else None
     for s in samplers:
@@ -149,20 +147,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for s in stoppings or ():
         if s not in ("none", *STOPPING_RULES):
             raise_bad("--stopping", f"unknown rule {s!r}; allowed: none, {', '.join(STOPPING_RULES)}")
-    table = read_table(args.table or DEFAULT_TABLE)
+    warm = {"both": (False, True), "on": (True,), "off": (False,), None: None}[args.warm]
+    if warm is not None and True in warm and not spec.warm_start:
+        raise_bad("--warm", "the spec has no study.warm_start table; allowed without it: off")
+    timeout_s = (
+        -1.0 if args.timeout_min is None else (None if args.timeout_min == 0 else args.timeout_min * 60)
+    )
     lines = simulate(
         spec,
-        table,
+        read_table(args.table or DEFAULT_TABLE),
         seeds=args.seeds,
         workers=args.workers,
+        threads=args.threads,
         out_dir=args.out,
         n_trials=args.n_trials,
+        timeout_s=timeout_s,
         samplers=samplers,
         stoppings=stoppings,
+        warm=warm,
         clock=args.clock,
     )
     print("\n".join(lines))
-    print(f"wrote {Path(args.out) / 'simulate.csv'}, simulate_trials.csv, simulate.png")
+    print(
+        f"wrote {Path(args.out) / 'simulate.csv'}, simulate_trials.csv, simulate_summary.json, simulate.png"
+    )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from search.tools.plan import plan
+
+    if args.draws < 1:
+        raise_bad("--draws", f"must be >= 1, got {args.draws}")
+    if args.jobs is not None and args.jobs < 1:
+        raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
+    print("\n".join(plan(_load_spec(args.spec), draws=args.draws, workers=args.jobs)))
     return 0
 
 
@@ -397,7 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("spec")
     q.add_argument("--n-trials", type=int, default=None)
     q.add_argument(
-        "--jobs", type=int, default=1, help="worker processes on this machine (threads = cores / jobs)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes on this machine (default: the spec's study.jobs, else 1; threads = cores / jobs)",
     )
     q.add_argument("--allow-changed-spec", action="store_true")
     q.add_argument("--report", action="store_true", help="print the report at the end")
@@ -421,13 +443,41 @@ def build_parser() -> argparse.ArgumentParser:
     storage_flags(q)
     q.set_defaults(func=cmd_worker)
 
+    q = sub.add_parser(
+        "plan", help="dry run: the space, trainable share, seconds per trial, what fits (writes nothing)"
+    )
+    q.add_argument("spec")
+    q.add_argument("--draws", type=int, default=100, help="random draws for the trainable share")
+    q.add_argument("--jobs", type=int, default=None, help="workers (default: the spec's study.jobs)")
+    q.set_defaults(func=cmd_plan)
+
     q = sub.add_parser("simulate", help="replay studies against a learning-curve table (simulated clock)")
     q.add_argument("spec")
     q.add_argument(
         "--table", default=None, help="learning-curve table (default bench/tables/default.jsonl.gz)"
     )
     q.add_argument("--seeds", type=int, default=20, help="studies per arm")
-    q.add_argument("--workers", type=int, default=1, help="asynchronous workers per study")
+    q.add_argument(
+        "--workers", type=int, default=None, help="workers per study (default: the spec's study.jobs)"
+    )
+    q.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: 2 // workers, as `run` on 2 cores; picks the clock factor)",
+    )
+    q.add_argument(
+        "--timeout-min",
+        type=float,
+        default=None,
+        help="deadline for starting trials (default: the spec's; 0 = none)",
+    )
+    q.add_argument(
+        "--warm",
+        choices=("both", "on", "off"),
+        default=None,
+        help="warm-start arms (default: both when the spec has one)",
+    )
     q.add_argument("--out", default="simulate", help="folder for simulate.csv and simulate.png")
     q.add_argument("--n-trials", type=int, default=None, help="trials per study (default: the spec's)")
     q.add_argument("--samplers", default="random,tpe,nsga2", help="comma-separated samplers")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.tools.table import read_table, write_table
+from search.efficiency.table import read_table, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "tests" / "data" / "tiny_spec.toml"
@@ -84,7 +84,7 @@ def test_shards_merge_into_the_unsharded_table(tmp_path: Path, capsys: pytest.Ca
     assert all(plan[r["index"]] == r["params"] for r in table.rows)
 
     # Another stopping rule or study budget is the same recording (rows do not depend on them).
-    from search.tools.table import measured_parts
+    from search.efficiency.table import measured_parts
 
     spec = read_table(a).header["spec"]
     assert measured_parts({**spec, "early_stopping": {"rule": "mo-asha"}, "n_trials": 3}) == measured_parts(

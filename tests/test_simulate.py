@@ -17,13 +17,13 @@ import pytest
 from optuna.trial import TrialState
 
 from search.efficiency.costs import Costs, Latency
+from search.efficiency.table import FORMAT, Table, TableError, config_key, read_table, write_table
 from search.spec.parse import parse_spec
 from search.spec.space import resolve_config
 from search.study import objective as objective_mod
 from search.study.objective import Objective
 from search.study.samplers import make_sampler
 from search.tools.simulate import check_table, simulate_study
-from search.tools.table import FORMAT, Table, TableError, config_key, read_table, write_table
 from tests.harness_utils import cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -131,16 +131,43 @@ def test_committed_smoke_table_answers_its_spec() -> None:
 
 
 def test_bundled_table_answers_the_default_spec() -> None:
-    """`simulate`'s default table still matches studies/default.toml (a changed space would not)."""
+    """`simulate`'s default table still answers studies/default.toml (a space outside it would not): at least
+    12 trained rows of the narrowed space, every baseline learning rate, the plateau level in the header."""
     from search.spec.parse import load_spec
     from search.tools.simulate import DEFAULT_TABLE
 
     table = read_table(DEFAULT_TABLE)
-    check_table(load_spec(DATA.parents[1] / "studies" / "default.toml"), table)
-    trained = [r for r in table.rows if r["trained"]]
-    assert len(trained) >= 96 and sum(r["role"] == "baseline" for r in trained) >= 1
-    assert all(r["steps"][-1] == 1000 for r in trained)
+    rows = check_table(load_spec(DATA.parents[1] / "studies" / "default.toml"), table)
+    trained = [r for r in rows if r["trained"]]
+    assert len(trained) >= 12 and all(r["steps"][-1] == 1000 for r in trained)
+    assert sum(r["trained"] for r in table.rows) >= 96 and table.constant_val("pck_0.05") is not None
     assert DEFAULT_TABLE.stat().st_size <= 5_000_000
+
+
+def test_held_out_table_answers_its_spec_with_the_warm_start_rows() -> None:
+    """The held-out task (bench/tables/heldout.jsonl.gz): >= 48 trained sampled rows of the default space at
+    the full budget, the baseline sweep, and a row for every configuration the warm start enqueues."""
+    from search.spec.parse import load_spec
+    from search.study.warm_start import warm_start_rows
+
+    spec = load_spec(DATA.parents[1] / "bench" / "tables" / "heldout_spec.toml")
+    default = load_spec(DATA.parents[1] / "studies" / "default.toml")
+    table = read_table(DATA.parents[1] / "bench" / "tables" / "heldout.jsonl.gz")
+    rows = check_table(spec, table)
+    assert sum(r["trained"] for r in rows) >= 48 and rows == table.sampled_rows()
+    assert table.header["spec_source"].endswith("heldout_spec.toml") and table.constant_val("pck_0.05")
+    # the same study as the default one but for its data: space, model, train, latency, budget, warm start
+    for part in ("space", "model", "train", "latency", "constraints", "objectives", "early_stopping"):
+        assert spec.to_dict()[part] == default.to_dict()[part], part
+    assert (spec.n_trials, spec.timeout_s, spec.jobs, spec.sampler) == (
+        default.n_trials,
+        default.timeout_s,
+        default.jobs,
+        default.sampler,
+    )
+    assert Path(spec.warm_start_path()).resolve() == Path(default.warm_start_path()).resolve()
+    for _, params in warm_start_rows(spec):
+        assert table.fixed(resolve_config(spec, params)) is not None
 
 
 def test_latency_is_put_on_the_reference_baselines_scale(tmp_path: Path, table: Table) -> None:
@@ -183,7 +210,9 @@ def test_simulator_is_deterministic_per_seed(table: Table) -> None:
     c = simulate_study(spec, table, seed=4, **kw)
     assert a == b
     assert [r["row"] for r in a] != [r["row"] for r in c]
-    assert len(a) == 12 and all(x["end"] <= y["end"] for x, y in itertools.pairwise(a))
+    # over-budget draws are skipped before training and do not count against n_trials
+    assert sum(not r["skipped"] for r in a) == 12
+    assert all(x["end"] <= y["end"] for x, y in itertools.pairwise(a))
     hv = [r["hypervolume"] for r in a]
     assert hv == sorted(hv) and hv[-1] > 0
 
@@ -265,7 +294,7 @@ def test_simulated_study_records_what_the_live_path_records(
     live = _live_study(spec, table, monkeypatch, n).get_trials()
     sim = simulate_study(
         spec, table, sampler=spec.sampler, stopping=rule, seed=spec.seed, workers=1, n_trials=n
-    )
+    )[: len(live)]  # live `optimize(n_trials)` counts over-budget draws; the study's budget does not
     assert [r["state"] for r in sim] == [t.state.name for t in live]
     assert any(t.state == TrialState.PRUNED for t in live)  # the comparison covers a stopped trial
     for rec, t in zip(sim, live, strict=True):
@@ -280,21 +309,70 @@ def test_simulated_study_records_what_the_live_path_records(
             assert tuple(rec["values"]) == pytest.approx(tuple(t.values))
 
 
-def test_head_to_head_compares_the_default_at_the_earlier_finish() -> None:
-    from search.tools.simulate import _head_to_head
+def test_no_trial_starts_after_the_timeout(table: Table) -> None:
+    spec = tiny_spec()
+    kw = {"sampler": "random", "stopping": "none", "seed": 0, "workers": 2, "n_trials": 40}
+    free = simulate_study(spec, table, **kw)
+    deadline = free[len(free) // 3]["end"]
+    cut = simulate_study(spec, table, timeout_s=deadline, **kw)
+    assert all(r["start"] < deadline for r in cut)
+    assert max(r["end"] for r in cut) > deadline  # the trials running at the deadline finish
+    assert (
+        len(cut) < len(free)
+        and cut == free[: len(cut)]
+        or [r["trial"] for r in cut] == [r["trial"] for r in free[: len(cut)]]
+    )
 
-    def rec(end: float, hv: float) -> dict:
-        return {"end": end, "hypervolume": hv, "role": "search", "values": None}  # no baseline: gain = HV
 
+def test_over_budget_draws_are_skipped_and_not_counted(table: Table) -> None:
+    spec = dataclasses.replace(tiny_spec(), constraints=dataclasses.replace(tiny_spec().constraints, max_params=4000))
+    recs = simulate_study(spec, table, sampler="random", stopping="none", seed=0, workers=1, n_trials=6)
+    skipped = [r for r in recs if r["skipped"]]
+    assert skipped and sum(not r["skipped"] for r in recs) == 6
+    by_index = {r["index"]: r for r in table.rows}
+    for r in skipped:  # costs measured, nothing trained
+        assert r["end"] - r["start"] == pytest.approx(by_index[r["row"]]["cost_s"]) and r["values"] is None
+
+
+def test_clock_factor_scales_every_second(table: Table) -> None:
+    spec = tiny_spec(enabled=False)
+    kw = {"sampler": "random", "stopping": "none", "seed": 0, "workers": 1, "n_trials": 5}
+    one, slow = simulate_study(spec, table, **kw), simulate_study(spec, table, speed=1.5, **kw)
+    assert [r["row"] for r in one] == [r["row"] for r in slow]
+    assert [r["end"] * 1.5 for r in one] == pytest.approx([r["end"] for r in slow])
+
+
+def test_summary_counts_the_seeds_that_beat_the_baseline(table: Table) -> None:
+    from search.tools.simulate import Arm, reference_val, summarise
+
+    spec = tiny_spec()
+    ref = reference_val(spec, table)
+    rows = check_table(spec, table)
+
+    def rec(end: float, acc: float, role: str = "search", beats: bool | None = None) -> dict:
+        return {"end": end, "role": role, "skipped": False, "state": "COMPLETE", "row": int(end),
+                "values": (acc, 1.0, 1.0), "hypervolume": 0.0, "beats": acc > ref if beats is None else beats}  # fmt: skip
+
+    arm = Arm("random", "none")
     results = {
-        ("tpe", "cost-asha"): [[rec(10, 5)], [rec(10, 1)]],
-        ("random", "cost-asha"): [[rec(5, 2), rec(20, 9)], [rec(5, 3)]],
-        ("random", "none"): [[rec(1, 100)], [rec(1, 100)]],  # another rule: not compared
+        arm: [
+            [
+                rec(1, ref, role="baseline", beats=False),
+                rec(60, ref - 0.1),
+                rec(120, ref + 0.05),
+            ],  # wins at 2 min
+            [
+                rec(1, ref, role="baseline", beats=False),
+                rec(240, ref + 0.01),
+                rec(300, ref + 0.2),
+            ],  # at 4 min
+            [rec(1, ref, role="baseline", beats=False), rec(60, ref - 0.2)],  # never
+        ]
     }
-    # seed 0 at t=10: 5 against 2 (ahead, x2.5); seed 1 at t=5: 0 (not finished) against 3 (x0)
-    assert _head_to_head(tiny_spec(), results, ("tpe", "cost-asha")) == [
-        "default tpe/cost-asha vs random/cost-asha at equal time (gain over the baseline): x1.25, higher in 1/2"
-    ]
+    lines, figures = summarise(spec, table, results, default=arm, rows=rows, budget_s=600.0)
+    f = figures["random/none"]
+    assert f["beats"] == 2 and f["seeds"] == 3 and f["first_win_min"] == pytest.approx(3.0)
+    assert f["trained"] == 2 and "2/3" in lines[1] and "budget 10 min" in lines[-1]
 
 
 def test_cli_simulate_writes_csv_and_plot(tmp_path: Path) -> None:
@@ -304,22 +382,42 @@ def test_cli_simulate_writes_csv_and_plot(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     with open(out / "simulate.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["arm", "sampler", "stopping", "seed", "sim_time_s", "hypervolume", "is_default"]
+    assert list(rows[0]) == [
+        "arm",
+        "sampler",
+        "stopping",
+        "seed",
+        "sim_time_s",
+        "hypervolume",
+        "is_default",
+        "hv_share",
+    ]
     arms = {(x["sampler"], x["stopping"]) for x in rows}
     assert {s for _, s in arms} >= {"none", "mo-asha"} and {s for s, _ in arms} == {"random", "tpe"}
     assert {x["arm"] for x in rows if x["is_default"] == "1"} == {"tpe/" + tiny_spec().early_stopping.rule}
+    assert all(0.0 <= float(x["hv_share"]) <= 1.0 + 1e-9 for x in rows)
+    with open(out / "simulate_trials.csv") as f:
+        trials = list(csv.DictReader(f))
+    assert list(trials[0])[:10] == [
+        "arm",
+        "seed",
+        "trial",
+        "role",
+        "row",
+        "distance",
+        "state",
+        "stop_rung",
+        "start_s",
+        "end_s",
+    ]
     assert (out / "simulate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = r.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("arm "))
-    assert "95% of HV" in lines[head] and "95% of gain" in lines[head]
+    assert "beats baseline" in lines[head] and "HV share" in lines[head]
     assert sorted(line.split()[0] for line in lines[head + 1 : head + 1 + len(arms)]) == sorted(
         f"{a}/{b}" for a, b in arms
     )
-    # The default (tpe) against the other sampler with the same rule, seed by seed.
-    rule = tiny_spec().early_stopping.rule
-    duel = [line for line in lines if line.startswith("default ")]
-    assert len(duel) == 1 and f"tpe/{rule} vs random/{rule}" in duel[0] and "higher in" in duel[0]
-    assert int(duel[0].split("higher in ")[1].split("/")[0]) <= 2
+    assert json.loads((out / "simulate_summary.json").read_text())["workers"] == 2
 
 
 def test_cli_simulate_bad_table_exits_2(tmp_path: Path) -> None:

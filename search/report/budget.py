@@ -16,18 +16,29 @@ from search.report.seed_check import VERIFY_ROLE
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 #: Marks the fail reason of a trial started after other workers used the budget (it never ran).
 SURPLUS = "surplus"
+#: A study stops drawing after this many over-budget draws per trial of its budget (a space whose
+#: constraints leave almost nothing trainable would otherwise draw for ever; `search plan` warns first).
+MAX_SKIPPED_PER_TRIAL = 20
 
-__all__ = ["FINISHED_STATES", "SURPLUS", "budget_used", "counts_against_budget"]
+__all__ = [
+    "FINISHED_STATES",
+    "MAX_SKIPPED_PER_TRIAL",
+    "SURPLUS",
+    "budget_used",
+    "counts_against_budget",
+    "skipped_draws",
+]
 
 
 def counts_against_budget(trial: optuna.trial.FrozenTrial) -> bool:
     """COMPLETE, PRUNED, RUNNING, or FAIL from the objective itself (a NaN run) count against `n_trials`.
 
-    Not counted: a FAIL from a dead worker (its retry is queued and runs regardless), a surplus trial, a
+    Not counted: an over-budget draw (``skipped``: never trained, so the budget buys trained trials), a
+    FAIL from a dead worker (its retry is queued and runs regardless), a surplus trial, a
     trial interrupted by Ctrl-C (the budget is for trials that ran), queued (WAITING) trials, and the
     seed check's trials (role ``verify``: they re-measure the search's results, not part of its budget).
     """
-    if trial.user_attrs.get("role") == VERIFY_ROLE:
+    if trial.user_attrs.get("role") == VERIFY_ROLE or trial.user_attrs.get("skipped"):
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
         return True
@@ -40,3 +51,8 @@ def budget_used(study: Any) -> tuple[int, int]:
     trials = study.get_trials(deepcopy=False)
     used = sum(counts_against_budget(t) for t in trials)
     return used, sum(t.state == TrialState.WAITING for t in trials)
+
+
+def skipped_draws(study: Any) -> int:
+    """Draws skipped before training because their costs broke a constraint (user attr ``skipped``)."""
+    return sum(bool(t.user_attrs.get("skipped")) for t in study.get_trials(deepcopy=False))

@@ -60,6 +60,7 @@ _TABLE_COLUMNS = [
     "latency_ratio",
     "feasible",
     "pareto",
+    "region",
     "dominates_baseline",
     "plateau",
 ]
@@ -180,6 +181,33 @@ def _seed_check(ax: Axes, records: Sequence[Record], done: Sequence[Record], x_k
                 label="seed check (mean ± std)")  # fmt: skip
 
 
+def _in_region(record: Record) -> bool:
+    """Inside the region of interest (records without a ``region``, e.g. hand-made ones, are inside)."""
+    return record.get("region") in (None, "in")
+
+
+def _fronts(ax: Axes, inside: Sequence[Record], x_key: str, xy: Any) -> None:
+    """The front of this pair (staircase over the region of interest) and the study's Pareto members: a
+    red ring on the members this pair's front holds, an orange dashed ring, labelled, on members that
+    this pair dominates (they are on the front through another cost)."""
+    stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside])  # type: ignore[misc]
+    if stair:
+        xs, ys = zip(*stair, strict=True)
+        ax.step(
+            xs, ys, where="post", color="tab:red", lw=1.4, alpha=0.8, label="front of this pair", zorder=4
+        )
+    on_stair = set(stair)
+    flagged = [r for r in inside if r.get("pareto")]
+    here = [r for r in flagged if (_val(r, x_key), _val(r, "accuracy")) in on_stair]
+    elsewhere = [r for r in flagged if r not in here]
+    if here:
+        ax.scatter(*xy(here), s=70, facecolors="none", edgecolors="tab:red", linewidths=1.4,
+                   label="Pareto member", zorder=5)  # fmt: skip
+    if elsewhere:
+        ax.scatter(*xy(elsewhere), s=70, facecolors="none", edgecolors="tab:orange", linewidths=1.2,
+                   linestyle="--", label="Pareto member by another cost (dominated in this pair)", zorder=5)  # fmt: skip
+
+
 def _pareto_axes(
     ax: Axes,
     records: Sequence[Record],
@@ -214,11 +242,16 @@ def _pareto_axes(
                 suffix = " (never left the plateau)" if hollow else ""
                 ax.scatter(*xy(sel), **style, **kw, label=label + suffix)
 
-    plain = [r for r in feasible if r.get("role") not in ("baseline", "variant", "cell")]
+    inside = [r for r in feasible if _in_region(r)]
+    outside = [r for r in feasible if not _in_region(r)]
+    if outside:  # not a trade-off anyone would pick: never drawn as a candidate for the front
+        ax.scatter(*xy(outside), s=18, marker="o", facecolors="none", edgecolors="0.65", zorder=2,
+                   label="outside the region of interest (plateau or below the floor)")  # fmt: skip
+    plain = [r for r in inside if r.get("role") not in ("baseline", "variant", "cell")]
     points(plain, "trials", s=22, color="tab:blue", alpha=0.55, zorder=2)
-    cells = [r for r in feasible if r.get("role") == "cell"]
+    cells = [r for r in inside if r.get("role") == "cell"]
     points(cells, "ablation cells", s=30, marker="D", color="tab:purple", alpha=0.7, zorder=3)
-    variants = [r for r in feasible if r.get("role") == "variant"]
+    variants = [r for r in inside if r.get("role") == "variant"]
     if variants:
         points(variants, "variants", s=40, marker="s", color="tab:green", zorder=3)
         for r in variants:
@@ -232,24 +265,10 @@ def _pareto_axes(
             )
     if infeasible:
         ax.scatter(*xy(infeasible), s=26, marker="x", c="0.6", label="infeasible", zorder=2)
-
-    # The staircase is the front of this 2-D projection (the 4-objective front flagged by the
-    # runner is not monotone here); records flagged ``pareto`` get a red ring on top.
-    stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in feasible])  # type: ignore[misc]
-    if stair:
-        xs, ys = zip(*stair, strict=True)
-        ax.step(xs, ys, where="post", color="tab:red", lw=1.4, alpha=0.8, label="2-D front", zorder=4)
-    flagged = [r for r in feasible if r.get("pareto")]
-    if flagged:
-        ax.scatter(
-            *xy(flagged),
-            s=70,
-            facecolors="none",
-            edgecolors="tab:red",
-            linewidths=1.4,
-            label="Pareto front",
-            zorder=5,
-        )
+    _fronts(ax, inside, x_key, xy)
+    floor = next((r.get("floor") for r in done if r.get("floor") is not None), None)
+    if floor is not None:
+        ax.axhline(floor, color="tab:orange", ls="-.", lw=0.9, zorder=1, label=f"accuracy floor {floor:.3f}")
 
     others = [r for r in feasible if r.get("role") == "baseline" and r is not _baseline(records)]
     if others:
@@ -291,9 +310,11 @@ def pareto_plots(
 ) -> list[Path]:
     """Accuracy-vs-params (log x) and accuracy-vs-latency scatter plots with the Pareto front.
 
-    Completed feasible trials are points, infeasible ones grey crosses; the 2-D front is drawn as a
-    staircase, records flagged ``pareto`` are ringed, the baseline is a labelled star and variants
-    are labelled by name. Pruned / failed / running trials are left out. Trials that never left the
+    Completed feasible trials are points, infeasible ones grey crosses, trials outside the region of
+    interest grey rings; the front of each pair (over the region of interest) is a staircase, Pareto
+    members on it are ringed red and members that pair dominates (on the front by the other cost) ringed
+    orange and labelled so; the accuracy floor is a dash-dot line; the baseline is a labelled star and
+    variants are labelled by name. Pruned / failed / running trials are left out. Trials that never left the
     constant-predictor plateau (``plateau == "never"``) are hollow, the constant predictor's level is a
     dashed line, and seed-check trials (role ``verify``) are black mean ± std bars at their source's cost.
 
@@ -334,7 +355,8 @@ def pareto_table(
     """CSV of all completed trials, sorted by accuracy (descending).
 
     Columns: number, role, name, accuracy, params, flops, latency_ms, latency_ratio (latency / the
-    baseline's), feasible, pareto, dominates_baseline (``true``/``false``), plateau (``left@<step>`` /
+    baseline's), feasible, pareto, region (``in`` / ``plateau`` / ``below floor``: only trials in the region
+    of interest are Pareto members), dominates_baseline (``true``/``false``), plateau (``left@<step>`` /
     ``never`` / empty), then the union of the records' ``params_flat`` keys (sorted). Ratio and dominance
     are empty without a baseline; dominance is empty for seed-check (``verify``) rows.
 
@@ -369,6 +391,7 @@ def pareto_table(
             "latency_ratio": f"{lat / base_lat:.4g}" if lat is not None and base_lat else "",
             "feasible": fmt_bool(r.get("feasible", True)),
             "pareto": fmt_bool(r.get("pareto", False)),
+            "region": r.get("region") or "",
             "dominates_baseline": ""
             if base is None or r.get("role") == "verify"
             else fmt_bool(r is not base and dominates(r, base, objectives)),
@@ -490,16 +513,16 @@ def simulation_plot(
     path: str | os.PathLike[str],
     *,
     default: str = "",
-    floor: float | None = None,
+    budget_s: float | None = None,
 ) -> Path:
-    """Hypervolume vs simulated time: median and interquartile band over seeds, one panel per sampler.
+    """Hypervolume share vs simulated time: median and interquartile band over seeds, one panel per sampler.
 
     Args:
-        curves: arm (``"sampler/stopping"``) → per seed, ``(time, hypervolume)`` after each finished trial.
+        curves: arm (``"sampler/stopping[+warm]"``) → per seed, ``(seconds, hypervolume as a share of the
+            table's best)`` after each finished trial.
         path: PNG path.
         default: the arm the spec's defaults run (drawn thicker, marked in the legend).
-        floor: the baseline's hypervolume alone: the y axis starts just below it (dashed line), so what
-            the search adds is visible when the baseline holds most of the volume.
+        budget_s: the study's deadline for starting trials (a vertical line), or None.
 
     Returns:
         ``path``.
@@ -509,32 +532,31 @@ def simulation_plot(
     samplers = list(dict.fromkeys(arm.split("/")[0] for arm in curves))
     fig = _figure(4.2 * max(1, len(samplers)), 3.8)
     axes = fig.subplots(1, max(1, len(samplers)), sharey=True, squeeze=False)[0]
-    t_max = max((run[-1][0] for runs in curves.values() for run in runs if run), default=1.0)
+    t_max = max((run[-1][0] for runs in curves.values() for run in runs if run), default=1.0) / 60
     grid = np.linspace(0.0, t_max, 300)
-    colors = {}
+    colors: dict[str, str] = {}
     for arm, runs in curves.items():
-        sampler, stopping = arm.split("/", 1)
+        sampler, rest = arm.split("/", 1)
         ax = axes[samplers.index(sampler)]
-        color = colors.setdefault(stopping, f"C{len(colors)}")
+        color = colors.setdefault(rest, f"C{len(colors)}")
         table = []
-        for run in runs:  # each seed's hypervolume as a step function of time, held after its end
-            ts = np.array([0.0, *(t for t, _ in run)])
+        for run in runs:  # each seed's share as a step function of time, held after its end
+            ts = np.array([0.0, *(t / 60 for t, _ in run)])
             hv = np.array([0.0, *(h for _, h in run)])
             table.append(hv[np.searchsorted(ts, grid, side="right") - 1])
         if not table:
             continue
         q25, q50, q75 = np.quantile(np.array(table), [0.25, 0.5, 0.75], axis=0)
-        label = stopping + (" (default)" if arm == default else "")
+        label = rest + (" (default)" if arm == default else "")
         ax.plot(grid, q50, color=color, lw=2.4 if arm == default else 1.4, label=label)
         ax.fill_between(grid, q25, q75, color=color, alpha=0.18, lw=0)
-    top = max((h for runs in curves.values() for run in runs for _, h in run), default=0.0)
     for ax, sampler in zip(axes, samplers, strict=False):
-        if floor is not None and 0 < floor < top:
-            ax.axhline(floor, color="0.4", ls="--", lw=1, label="baseline alone")
-            ax.set_ylim(floor - 0.1 * (top - floor), top + 0.05 * (top - floor))
+        if budget_s:
+            ax.axvline(budget_s / 60, color="0.3", ls="--", lw=1, label="budget (no trial starts after)")
+        ax.set_ylim(0.0, 1.02)
         ax.set_title(f"sampler {sampler}")
-        ax.set_xlabel("simulated time (s)")
+        ax.set_xlabel("simulated study time (min)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0].set_ylabel("hypervolume (median, IQR band)")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("hypervolume / the table's best (median, IQR)")
     return _save(fig, path)

@@ -12,8 +12,8 @@ import optuna
 
 from search.efficiency.pareto import hypervolume_history
 from search.report.budget import FINISHED_STATES
-from search.report.records import objective_points, study_records, value_names
-from search.report.seed_check import VERIFY_ROLE, verify_rows, write_verify_csv
+from search.report.records import IN_REGION, objective_points, study_records, value_names
+from search.report.seed_check import verify_rows, write_verify_csv
 from search.report.text import report_text
 
 #: Study user attr: the number of finished trials the last complete parent report showed.
@@ -47,8 +47,9 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances:
     names = value_names(spec)
     directions = list(spec.objectives.directions)
     ref = [spec.hypervolume_reference[n] for n in names]
+    # The hypervolume counts the region of interest only, as the front does (`records.region`).
     done = sorted(
-        (r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE),
+        (r for r in records if r["values"] is not None and r["feasible"] and r["region"] == IN_REGION),
         key=lambda r: r["complete_time"] or 0,
     )
     hv_hist: list[tuple[float, float]] = []

@@ -17,7 +17,10 @@ from search.report.seed_check import VERIFY_ROLE, reference_baseline
 from search.task.plateau import left_plateau_step, plateau_label
 from search.tracking.params import flatten_config
 
-__all__ = ["dominates", "objective_points", "study_records", "value_names"]
+#: ``region`` of a trial inside the region of interest.
+IN_REGION = "in"
+
+__all__ = ["IN_REGION", "dominates", "objective_points", "region", "study_records", "value_names"]
 
 
 def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
@@ -65,9 +68,10 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
     Seed-check trials (role ``verify``) are records too, but never on the Pareto front and never compared
     with the baseline: they re-measure members, they do not compete with them. ``reference`` marks the
     baseline every trial is compared with (the best val member of a ``study.baseline_lrs`` sweep).
-    ``plateau`` is ``"left@<step>"`` / ``"never"`` for trials that trained, else None.
+    ``plateau`` is ``"left@<step>"`` / ``"never"`` for trials that trained, else None. ``region`` (see
+    :func:`region`) and ``floor`` are set for finished feasible trials; only those ``"in"`` the region of
+    interest are Pareto members.
     """
-
     names = value_names(spec)
     directions = list(spec.objectives.directions)
     constant = study.user_attrs.get("constant_predictor")
@@ -93,6 +97,8 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
                 "values": values,
                 "feasible": bool(ua.get("feasible", True)) and "skipped" not in ua,
                 "pareto": False,
+                "region": None,
+                "floor": None,
                 "dominates_baseline": False,
                 "reference": False,
                 "left_plateau_step": left,
@@ -105,6 +111,7 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
                 "stop_rung": ua.get("stop_rung"),
                 "fail_reason": ua.get("fail_reason"),
                 "skipped": ua.get("skipped"),
+                "warm_start": ua.get("warm_start"),
                 "config": config,
                 "params_flat": flatten_config(config) if config else {},
                 "mlflow_run_id": ua.get("mlflow_run_id"),
@@ -114,12 +121,33 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
         )
     done = [r for r in records if r["values"] is not None and r["feasible"] and r["role"] != VERIFY_ROLE]
     if done:
-        mask = pareto_mask(objective_points(done, names), directions)
-        for r, m in zip(done, mask, strict=True):
-            r["pareto"] = bool(m)
         baseline = reference_baseline(done)
+        floor = spec.objectives.accuracy_floor(baseline["values"]["accuracy"] if baseline else None)
+        for r in done:
+            r["region"] = region(r, floor)
+            r["floor"] = floor
+        inside = [r for r in done if r["region"] == IN_REGION]
+        if inside:
+            mask = pareto_mask(objective_points(inside, names), directions)
+            for r, m in zip(inside, mask, strict=True):
+                r["pareto"] = bool(m)
         if baseline is not None:
             baseline["reference"] = True
             for r in done:
                 r["dominates_baseline"] = r is not baseline and dominates(r, baseline, names, directions)
     return records
+
+
+def region(record: dict[str, Any], floor: float | None) -> str:
+    """Where a finished feasible trial stands against the region of interest: ``"in"``, ``"plateau"``
+    (it never left the constant-predictor plateau) or ``"below floor"`` (val accuracy under ``floor``).
+
+    A model nobody would pick is not a trade-off, so only trials in the region can be Pareto members,
+    count towards the hypervolume or be seed-checked. A trial without a plateau record (trained before
+    the flag existed, with no curve) is judged on the floor alone.
+    """
+    if record.get("plateau") == "never":
+        return "plateau"
+    if floor is not None and record["values"]["accuracy"] < floor:
+        return "below floor"
+    return IN_REGION

@@ -13,7 +13,13 @@ from search.report.budget import counts_against_budget
 from search.report.records import study_records
 from search.report.seed_check import VERIFY_ROLE, verify_lines
 
-__all__ = ["constant_line", "report_text", "trial_summary_line"]
+__all__ = [
+    "constant_line",
+    "report_text",
+    "seed_check_expected_s",
+    "seed_check_progress",
+    "trial_summary_line",
+]
 
 
 def _fmt_int(x: Any) -> str:
@@ -30,10 +36,22 @@ def trial_summary_line(
     """One line per finished trial, prefixed with the study's progress (done/total, elapsed, ETA, front, best).
 
     done = finished trials that count against the budget; total = the budget, or more when queued trials
-    (fixed trials, retries) run beyond it — so done never exceeds total.
+    (fixed trials, retries) run beyond it — so done never exceeds total. A seed-check trial gets the seed
+    check's own progress instead (:func:`seed_check_progress`).
     """
     records = study_records(study, spec)
     trials = study.get_trials(deepcopy=False)
+    elapsed = time.time() - t_start
+    if frozen.user_attrs.get("role") == VERIFY_ROLE:
+        head = seed_check_progress(trials, records, elapsed=elapsed)
+    else:
+        head = _search_progress(trials, records, n_trials=n_trials, elapsed=elapsed)
+    return f"{head} {_trial_body(spec, frozen)}"
+
+
+def _search_progress(
+    trials: list[Any], records: list[dict[str, Any]], *, n_trials: int | None, elapsed: float
+) -> str:
     finished = sum(counts_against_budget(t) and t.state != TrialState.RUNNING for t in trials)
     if n_trials:
         pending = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
@@ -47,14 +65,32 @@ def trial_summary_line(
         ),
         default=float("nan"),
     )
-    elapsed = time.time() - t_start
     eta = ""
-    if n_trials and finished:
-        eta = (
-            f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"  # crude: per-trial mean
-        )
+    if n_trials and finished:  # crude: per-trial mean
+        eta = f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"
+    return f"[{finished}/{n_trials or '?'} {_hms(elapsed)}{eta} front={front} best={_fmt(best)}]"
+
+
+def seed_check_progress(trials: list[Any], records: list[dict[str, Any]], *, elapsed: float) -> str:
+    """``[seed check 3/8 4m10s ETA 9m30s]``: the ETA is the remaining trainings' expected seconds — each
+    one's source trial's own measured wall time — scaled by how the finished ones compared with theirs."""
+    wall = {r["number"]: r.get("wall_s") or 0.0 for r in records}
+    checks = [t for t in trials if t.user_attrs.get("role") == VERIFY_ROLE]
+    done = [t for t in checks if t.state.name in ("COMPLETE", "FAIL", "PRUNED")]
+    left = [t for t in checks if t.state.name in ("WAITING", "RUNNING")]
+    expected_done = sum(wall.get(t.user_attrs.get("verifies"), 0.0) for t in done)
+    took = sum(
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in done
+        if t.datetime_start and t.datetime_complete
+    )
+    pace = took / expected_done if expected_done > 0 and took > 0 else 1.0
+    remaining = pace * sum(wall.get(t.user_attrs.get("verifies"), 0.0) for t in left)
+    return f"[seed check {len(done)}/{len(done) + len(left)} {_hms(elapsed)} ETA {_hms(remaining)}]"
+
+
+def _trial_body(spec: Any, frozen: optuna.trial.FrozenTrial) -> str:
     ua = frozen.user_attrs
-    head = f"[{finished}/{n_trials or '?'} {_hms(elapsed)}{eta} front={front} best={_fmt(best)}]"
     what = ua.get("name") or ua.get("run_name") or ""
     body = f"trial {frozen.number} {frozen.state.name:<8} {what}"
     if frozen.state == TrialState.COMPLETE and frozen.values:
@@ -69,7 +105,7 @@ def trial_summary_line(
         body += f" stopped at rung {ua.get('stop_rung')}"
     elif frozen.state == TrialState.FAIL:
         body += f" reason: {ua.get('fail_reason', 'unknown')}"
-    return f"{head} {body}"
+    return body
 
 
 def _hms(s: float) -> str:
@@ -95,7 +131,8 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     everything = study_records(study, spec)
     # A surplus trial was created by a worker that found the budget or the queue taken: it never ran.
     records = [r for r in everything if not (r["state"] == "FAIL" and "surplus" in str(r["fail_reason"]))]
-    done = [r for r in records if r["values"] is not None and r["role"] != VERIFY_ROLE]
+    skipped = sum(bool(r["skipped"]) for r in records)
+    done = [r for r in records if r["values"] is not None and r["role"] != VERIFY_ROLE and not r["skipped"]]
     done.sort(key=lambda r: (not r["pareto"], r["role"] != "baseline", -r["values"]["accuracy"]))
     acc = spec.objectives.accuracy
     n_base = sum(r["role"] == "baseline" for r in done)
@@ -114,6 +151,14 @@ def report_text(study: optuna.Study, spec: Any) -> str:
             else ""
         ),
         constant_line(study, spec),
+        *(
+            [
+                f"over budget: {skipped} draws skipped before training (constraints; not counted against n_trials)"
+            ]
+            if skipped
+            else []
+        ),
+        *_region_line(done, spec),
         header,
         "-" * len(header),
     ]
@@ -130,6 +175,10 @@ def report_text(study: optuna.Study, spec: Any) -> str:
             note.append("dominates baseline")
         if r["plateau"] == "never":
             note.append("never left the plateau")
+        elif r["region"] == "below floor":
+            note.append("below the floor")
+        if r["config"] is not None and r.get("warm_start"):
+            note.append(f"warm start ({r['warm_start']})")
         val = "-" if r["skipped"] else f"{v['accuracy']:.3f}"  # a skipped trial's value is a placeholder
         lines.append(
             f"{r['number']:>4} {r['name']:<{w}} {'*' if r['pareto'] else '':<5} {val:>14} {_fmt(r['test'].get(acc)):>15} "
@@ -163,3 +212,25 @@ def report_text(study: optuna.Study, spec: Any) -> str:
         lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
     lines += verify_lines(records, spec)
     return "\n".join(lines)
+
+
+def seed_check_expected_s(waiting: list[Any], records: list[dict[str, Any]]) -> float:
+    """Expected seconds of the queued seed-check trainings on one worker: each one's source trial's own
+    measured wall time (trials from before that was recorded count 0)."""
+    wall = {r["number"]: r.get("wall_s") or 0.0 for r in records}
+    return sum(wall.get(t.user_attrs.get("verifies"), 0.0) for t in waiting)
+
+
+def _region_line(done: list[dict[str, Any]], spec: Any) -> list[str]:
+    """The region of interest in one line: its floor and how many trained trials fall outside it."""
+    floor = next((r["floor"] for r in done if r.get("floor") is not None), None)
+    if floor is None:
+        return []
+    out = [r for r in done if r["region"] not in (None, "in")]
+    how = (
+        f"{spec.objectives.floor:g} (study setting)"
+        if spec.objectives.floor is not None
+        else (f"{floor:.3f} (reference baseline's val - {spec.objectives.floor_below_baseline:g})")
+    )
+    return [f"region of interest: off the plateau and val {spec.objectives.accuracy} >= {how}; "
+            f"{len(out)} trials outside it are not front members"]  # fmt: skip

@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from focalnet import BaselineConfig, FocalNetConfig, HeadConfig
 from search.spec import schema as spec_schema
 from search.spec.grid import validate_ablation
 from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public types live there)
@@ -60,6 +61,7 @@ from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public 
 )
 from search.spec.space import VARIANTS, check_space
 from search.task.data import DataConfigError, data_config
+from search.task.train import TrainConfig
 
 __all__ = [*(n for n in spec_schema.__all__ if n != "compute_spec_hash"), "load_spec", "parse_spec"]
 
@@ -148,8 +150,6 @@ def _field_error(source: str, section: str, message: str, kwargs: dict[str, Any]
 
 def _check_head(source: str, model: dict[str, Any]) -> None:
     """``[model] head = {kind = "heatmap", stage = 1}``: HeadConfig fields, not also given the old way."""
-    from focalnet import HeadConfig
-
     head = _table(source, "model.head", model["head"])
     _check_keys(source, "model.head", head, _fields(HeadConfig))
     if "kind" in head:
@@ -163,10 +163,8 @@ def _check_head(source: str, model: dict[str, Any]) -> None:
 
 
 def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> StudySpec:
-    """Validate a parsed TOML document. ``check=False`` skips the search-space corner check."""
-    from focalnet import BaselineConfig, FocalNetConfig
-    from search.task.train import TrainConfig
-
+    """Validate a parsed TOML document, one section at a time. ``check=False`` skips the search-space
+    corner check."""
     raw = _table(source, "", raw) if not isinstance(raw, dict) else raw
     _check_keys(source, "", raw, _TOP_LEVEL)
     for section in _TOP_LEVEL:
@@ -174,66 +172,120 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
             _table(source, section, raw[section])
     for section, known in _SCHEMA.items():
         _check_keys(source, section, raw.get(section, {}), known)
+    train, train_cfg = _parse_train(source, raw.get("train", {}))
+    space = _parse_space(
+        source, raw.get("space", {}), fn_fields=_fields(FocalNetConfig), train_fields=_fields(TrainConfig)
+    )
+    ablation = raw.get("ablation")
+    spec = StudySpec(
+        **_parse_study(source, raw.get("study", {}), ablation=ablation is not None),
+        data=_parse_data(source, raw.get("data", {})),
+        train=train,
+        model=_parse_model(source, raw.get("model", {})),
+        baseline_model=_parse_baseline(source, raw.get("baseline", {})),
+        objectives=_parse_objectives(source, raw.get("objectives", {})),
+        constraints=_parse_constraints(source, raw.get("constraints", {})),
+        latency=_parse_latency(source, raw.get("latency", {})),
+        early_stopping=_parse_early_stopping(source, raw.get("early_stopping", {}), train_cfg.steps, space),
+        hypervolume_reference=_parse_hypervolume(source, raw.get("hypervolume", {})),
+        space=space,
+        ablation=dict(ablation) if ablation is not None else None,
+        source=source,
+        raw=raw,
+    )
+    spec = dataclasses.replace(spec, spec_hash=compute_spec_hash(spec.to_dict()))
+    if spec.ablation is not None:
+        validate_ablation(spec)
+    if check:
+        check_space(spec)
+    return spec
 
-    # [study] -------------------------------------------------------------------------------------------
-    st = raw.get("study", {})
+
+def _parse_study(source: str, st: dict[str, Any], *, ablation: bool) -> dict[str, Any]:
+    """``[study]``: name, seed, sampler, budget, where results live, fixed trials, workers, warm start."""
     if "name" not in st:
         raise _fail(source, "study.name", "missing (a name for the Optuna study)", "[A-Za-z0-9_.-]+")
     name = _str(source, "study.name", st["name"])
     if not _NAME_RE.fullmatch(name):
         raise _fail(source, "study.name", f"invalid name {name!r}", "letters, digits, '_', '.', '-'")
-    seed = _int(source, "study.seed", st.get("seed", 0), min_value=0)
     sampler = _str(source, "study.sampler", st.get("sampler", "tpe"))
     if sampler not in SAMPLERS:
         raise _fail(source, "study.sampler", f"unknown sampler {sampler!r}", SAMPLERS)
-    n_trials = None
-    if "n_trials" in st:
-        n_trials = _int(source, "study.n_trials", st["n_trials"], min_value=1)
+    n_trials = _int(source, "study.n_trials", st["n_trials"], min_value=1) if "n_trials" in st else None
     timeout_s = None
     if "timeout_min" in st:
         timeout_s = _float(source, "study.timeout_min", st["timeout_min"], positive=True) * 60.0
     if n_trials is None and timeout_s is None:
         raise _fail(source, "study.n_trials", "no budget: give study.n_trials and/or study.timeout_min")
-    storage = _str(source, "study.storage", st.get("storage", ""))
-    tracking_uri = _str(source, "study.tracking_uri", st.get("tracking_uri", ""))
-    variants_raw = _list(source, "study.variants", st.get("variants", []))
-    variants = []
-    for i, v in enumerate(variants_raw):
+    baseline = _bool(source, "study.baseline", st.get("baseline", True))
+    out = {
+        "name": name,
+        "seed": _int(source, "study.seed", st.get("seed", 0), min_value=0),
+        "sampler": sampler,
+        "n_trials": n_trials,
+        "timeout_s": timeout_s,
+        "storage": _str(source, "study.storage", st.get("storage", "")),
+        "tracking_uri": _str(source, "study.tracking_uri", st.get("tracking_uri", "")),
+        "variants": _variants(source, st),
+        "baseline": baseline,
+        "baseline_lrs": _baseline_lrs(source, st, baseline),
+        "verify_seeds": _int(source, "study.verify_seeds", st.get("verify_seeds", 0), min_value=0),
+        "jobs": _int(source, "study.jobs", st.get("jobs", 1), min_value=1),
+        **_warm_start(source, st),
+    }
+    if ablation:
+        for key in ("baseline_lrs", "verify_seeds", "warm_start"):
+            if out[key]:
+                raise _fail(source, f"study.{key}", "not used by an ablation (its cells are its grid)")
+    return out
+
+
+def _variants(source: str, st: dict[str, Any]) -> tuple[str, ...]:
+    variants: list[str] = []
+    for i, v in enumerate(_list(source, "study.variants", st.get("variants", []))):
         v = _str(source, f"study.variants[{i}]", v)
         if v not in VARIANTS:
             raise _fail(source, "study.variants", f"unknown variant {v!r}", VARIANTS)
         if v in variants:
             raise _fail(source, "study.variants", f"variant {v!r} listed twice")
         variants.append(v)
-    baseline = _bool(source, "study.baseline", st.get("baseline", True))
-    baseline_lrs = _baseline_lrs(source, st, baseline)
-    verify_seeds = _int(source, "study.verify_seeds", st.get("verify_seeds", 0), min_value=0)
-    if "ablation" in raw:
-        for key, used in (("baseline_lrs", baseline_lrs), ("verify_seeds", verify_seeds)):
-            if used:
-                raise _fail(source, f"study.{key}", "not used by an ablation (its seeds are ablation.seeds)")
+    return tuple(variants)
 
-    # [data] --------------------------------------------------------------------------------------------
+
+def _warm_start(source: str, st: dict[str, Any]) -> dict[str, Any]:
+    """``study.warm_start`` (a learning-curve table, relative to the spec's folder) and its portfolio size.
+    The table itself is read and checked against the space when the study is created or planned."""
+    table = _str(source, "study.warm_start", st.get("warm_start", ""))
+    size = _int(source, "study.warm_start_trials", st.get("warm_start_trials", 3), min_value=1)
+    if "warm_start_trials" in st and not table:
+        raise _fail(source, "study.warm_start_trials", "needs study.warm_start (a table to choose from)")
+    return {"warm_start": table, "warm_start_trials": size}
+
+
+def _parse_data(source: str, d: dict[str, Any]) -> DataSpec:
     try:  # search.task.data owns the data config's rules (run.json shares them)
-        data = DataSpec(**data_config(raw.get("data", {})), base_dir=str(Path(source).parent))
+        return DataSpec(**data_config(d), base_dir=str(Path(source).parent))
     except DataConfigError as e:
         raise _fail(source, f"data.{e.key}", e.problem) from None
 
-    # [train] -------------------------------------------------------------------------------------------
-    train = dict(raw.get("train", {}))
+
+def _parse_train(source: str, t: dict[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
+    train = dict(t)
     _check_keys(source, "train", train, _fields(TrainConfig))
     train = _check_types(source, "train", TrainConfig, train)
-    train_cfg = _build(TrainConfig, train, source=source, section="train")
+    return train, _build(TrainConfig, train, source=source, section="train")
 
-    # [model] -------------------------------------------------------------------------------------------
-    model = dict(raw.get("model", {}))
-    fn_fields = _fields(FocalNetConfig)
-    _check_keys(source, "model", model, (*fn_fields, *DERIVED_ARCH, *MODEL_KEYS))
+
+def _parse_model(source: str, m: dict[str, Any]) -> dict[str, Any]:
+    """``[model]``: names are checked here; FocalNetConfig validates the values when `check_space` builds
+    the resolved fixed config and the corners."""
+    model = dict(m)
+    _check_keys(source, "model", model, (*_fields(FocalNetConfig), *DERIVED_ARCH, *MODEL_KEYS))
     if "depths" in model:
         for k in DERIVED_ARCH:
             if k in model:
                 raise _fail(source, f"model.{k}", "conflicts with model.depths; give one or the other")
-    for k in ("num_stages", "depth", "mid_depth_ratio"):
+    for k in DERIVED_ARCH:
         if k in model:
             _int(source, f"model.{k}", model[k], min_value=1)
     if "head_hidden" in model:
@@ -249,19 +301,22 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         _bool(source, "model.coord_channels", model["coord_channels"])
     if "num_keypoints" in model:
         _int(source, "model.num_keypoints", model["num_keypoints"], min_value=1)
-    # FocalNetConfig validates the values: check_space() builds the resolved fixed config and the corners.
+    return model
 
-    # [baseline] ----------------------------------------------------------------------------------------
-    baseline_model = dict(raw.get("baseline", {}))
+
+def _parse_baseline(source: str, b: dict[str, Any]) -> dict[str, Any]:
+    baseline_model = dict(b)
     _check_keys(source, "baseline", baseline_model, _fields(BaselineConfig))
     _build(BaselineConfig, baseline_model, source=source, section="baseline")
+    return baseline_model
 
-    # [objectives] --------------------------------------------------------------------------------------
-    ob = raw.get("objectives", {})
+
+def _parse_objectives(source: str, ob: dict[str, Any]) -> ObjectiveSpec:
+    """``[objectives]``: the accuracy, the costs, and the accuracy floor of the region of interest."""
     accuracy = _str(source, "objectives.accuracy", ob.get("accuracy", ObjectiveSpec.accuracy))
     if accuracy not in ACCURACY_METRICS:
         raise _fail(source, "objectives.accuracy", f"unknown metric {accuracy!r}", ACCURACY_METRICS)
-    minimize = []
+    minimize: list[str] = []
     for i, m in enumerate(_list(source, "objectives.minimize", ob.get("minimize", ["params", "latency_ms"]))):
         m = _str(source, f"objectives.minimize[{i}]", m)
         if m not in MINIMIZE_METRICS:
@@ -269,28 +324,31 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         if m in minimize:
             raise _fail(source, "objectives.minimize", f"objective {m!r} listed twice")
         minimize.append(m)
-    objectives = ObjectiveSpec(accuracy=accuracy, minimize=tuple(minimize))
+    if "floor" in ob and "floor_below_baseline" in ob:
+        raise _fail(source, "objectives.floor", "conflicts with objectives.floor_below_baseline; give one")
+    floor = _float(source, "objectives.floor", ob["floor"], min_value=0.0) if "floor" in ob else None
+    below = ObjectiveSpec.floor_below_baseline
+    if "floor_below_baseline" in ob:
+        below = _float(source, "objectives.floor_below_baseline", ob["floor_below_baseline"], min_value=0.0)
+    return ObjectiveSpec(accuracy=accuracy, minimize=tuple(minimize), floor=floor, floor_below_baseline=below)
 
-    # [constraints] -------------------------------------------------------------------------------------
-    co = raw.get("constraints", {})
-    constraints = ConstraintSpec(
-        max_params=_int(source, "constraints.max_params", co["max_params"], min_value=1)
-        if "max_params" in co
-        else None,
-        max_latency_ms=_float(source, "constraints.max_latency_ms", co["max_latency_ms"], positive=True)
-        if "max_latency_ms" in co
-        else None,
-        max_flops=_float(source, "constraints.max_flops", co["max_flops"], positive=True)
-        if "max_flops" in co
-        else None,
+
+def _parse_constraints(source: str, co: dict[str, Any]) -> ConstraintSpec:
+    def get(key: str, parse: Any, **kw: Any) -> Any:
+        return parse(source, f"constraints.{key}", co[key], **kw) if key in co else None
+
+    return ConstraintSpec(
+        max_params=get("max_params", _int, min_value=1),
+        max_latency_ms=get("max_latency_ms", _float, positive=True),
+        max_flops=get("max_flops", _float, positive=True),
     )
 
-    # [latency] -----------------------------------------------------------------------------------------
-    la = raw.get("latency", {})
+
+def _parse_latency(source: str, la: dict[str, Any]) -> LatencySpec:
     device = _str(source, "latency.device", la.get("device", "cpu"))
     if not re.fullmatch(r"cpu|cuda(:\d+)?|auto", device):
         raise _fail(source, "latency.device", f"unknown device {device!r}", "cpu, cuda, cuda:<n>, auto")
-    latency = LatencySpec(
+    return LatencySpec(
         device=device,
         batch_size=_int(source, "latency.batch_size", la.get("batch_size", 1), min_value=1),
         threads=_int(source, "latency.threads", la.get("threads", 1), min_value=0),
@@ -298,12 +356,10 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
         repeats=_int(source, "latency.repeats", la.get("repeats", 30), min_value=1),
     )
 
-    # [space] -------------------------------------------------------------------------------------------
-    space = _parse_space(source, raw.get("space", {}), fn_fields=fn_fields, train_fields=_fields(TrainConfig))
 
-    # [early_stopping] ----------------------------------------------------------------------------------
-    es = raw.get("early_stopping", {})
-    enabled = _bool(source, "early_stopping.enabled", es.get("enabled", True))
+def _parse_early_stopping(
+    source: str, es: dict[str, Any], steps: int, space: dict[str, Dimension]
+) -> EarlyStoppingSpec:
     rungs: list[int] = []
     for i, r in enumerate(_list(source, "early_stopping.rungs", es.get("rungs", []))):
         r = _int(source, f"early_stopping.rungs[{i}]", r, min_value=1)
@@ -315,9 +371,7 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     eta = _int(source, "early_stopping.eta", es.get("eta", 3))
     if eta < 2:
         raise _fail(source, "early_stopping.eta", f"must be >= 2, got {eta}")
-    min_steps = train_cfg.steps
-    if "train.steps" in space:
-        min_steps = min(space["train.steps"].extremes())
+    min_steps = min(space["train.steps"].extremes()) if "train.steps" in space else steps
     if rungs and rungs[-1] >= min_steps:
         raise _fail(
             source,
@@ -328,53 +382,18 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     rule = _str(source, "early_stopping.rule", es.get("rule", DEFAULT_STOPPING_RULE))
     if rule not in STOPPING_RULES:
         raise _fail(source, "early_stopping.rule", f"unknown rule {rule!r}", STOPPING_RULES)
-    early_stopping = EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta, rule=rule)
+    enabled = _bool(source, "early_stopping.enabled", es.get("enabled", True))
+    return EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta, rule=rule)
 
-    # [hypervolume] -------------------------------------------------------------------------------------
+
+def _parse_hypervolume(source: str, hv: dict[str, Any]) -> dict[str, float]:
     hv_ref = dict(DEFAULT_HV_REFERENCE)
-    hv = raw.get("hypervolume", {})
     if "reference" in hv:
         ref = _table(source, "hypervolume.reference", hv["reference"])
         _check_keys(source, "hypervolume.reference", ref, tuple(DEFAULT_HV_REFERENCE))
         for k, v in ref.items():
             hv_ref[k] = _float(source, f"hypervolume.reference.{k}", v)
-
-    # [ablation] ----------------------------------------------------------------------------------------
-    ablation = raw.get("ablation")
-    ablation = dict(ablation) if ablation is not None else None
-
-    spec = StudySpec(
-        name=name,
-        seed=seed,
-        sampler=sampler,
-        n_trials=n_trials,
-        timeout_s=timeout_s,
-        storage=storage,
-        tracking_uri=tracking_uri,
-        variants=tuple(variants),
-        baseline=baseline,
-        baseline_lrs=baseline_lrs,
-        verify_seeds=verify_seeds,
-        data=data,
-        train=train,
-        model=model,
-        baseline_model=baseline_model,
-        objectives=objectives,
-        constraints=constraints,
-        latency=latency,
-        early_stopping=early_stopping,
-        hypervolume_reference=hv_ref,
-        space=space,
-        ablation=ablation,
-        source=source,
-        raw=raw,
-    )
-    spec = dataclasses.replace(spec, spec_hash=compute_spec_hash(spec.to_dict()))
-    if spec.ablation is not None:
-        validate_ablation(spec)
-    if check:
-        check_space(spec)
-    return spec
+    return hv_ref
 
 
 def _baseline_lrs(source: str, st: dict, baseline: bool) -> tuple[float, ...]:
@@ -407,8 +426,6 @@ def _parse_space(
     source: str, table: dict, *, fn_fields: tuple[str, ...], train_fields: tuple[str, ...]
 ) -> dict[str, Dimension]:
     """Flatten ``[space]`` (``arch.x = {...}`` nests in TOML, ``"arch.x" = {...}`` does not)."""
-    from focalnet import HeadConfig
-
     flat: dict[str, Any] = {}
     for k, v in table.items():
         if "." in k:

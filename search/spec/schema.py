@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search.task.data import DATA_KEYS
@@ -73,9 +74,12 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
         "baseline",
         "baseline_lrs",
         "verify_seeds",
+        "jobs",
+        "warm_start",
+        "warm_start_trials",
     ),
     "data": DATA_KEYS,
-    "objectives": ("accuracy", "minimize"),
+    "objectives": ("accuracy", "minimize", "floor", "floor_below_baseline"),
     "constraints": ("max_params", "max_latency_ms", "max_flops"),
     "latency": ("device", "batch_size", "threads", "warmup", "repeats"),
     "early_stopping": ("enabled", "rungs", "eta", "rule"),
@@ -228,10 +232,17 @@ class DataSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectiveSpec:
-    """``[objectives]``: one maximised accuracy (on val) plus minimised costs."""
+    """``[objectives]``: one maximised accuracy (on val) plus minimised costs, and the region of interest.
+
+    A trial is a Pareto member only inside the region of interest: it left the constant-predictor
+    plateau and its val accuracy is at least the floor — ``floor`` if given, else the reference
+    baseline's val minus ``floor_below_baseline`` (no floor without a baseline).
+    """
 
     accuracy: str = "pck_0.05"
     minimize: tuple[str, ...] = ("params", "latency_ms")
+    floor: float | None = None
+    floor_below_baseline: float = 0.10
 
     @property
     def names(self) -> list[str]:
@@ -241,8 +252,20 @@ class ObjectiveSpec:
     def directions(self) -> list[str]:
         return ["maximize"] + ["minimize"] * len(self.minimize)
 
+    def accuracy_floor(self, baseline_val: float | None) -> float | None:
+        """The region of interest's accuracy floor, given the reference baseline's val (None: no floor)."""
+        if self.floor is not None:
+            return self.floor
+        return None if baseline_val is None else baseline_val - self.floor_below_baseline
+
     def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "minimize": list(self.minimize)}
+        d: dict[str, Any] = {"accuracy": self.accuracy, "minimize": list(self.minimize)}
+        # Only when changed: a spec that does not set them keeps the hash it had before they existed.
+        if self.floor is not None:
+            d["floor"] = self.floor
+        if self.floor_below_baseline != 0.10:
+            d["floor_below_baseline"] = self.floor_below_baseline
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,6 +358,9 @@ class StudySpec:
     baseline: bool = True
     baseline_lrs: tuple[float, ...] = ()
     verify_seeds: int = 0
+    jobs: int = 1
+    warm_start: str = ""
+    warm_start_trials: int = 3
     data: DataSpec = field(default_factory=DataSpec)
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
@@ -349,6 +375,12 @@ class StudySpec:
     source: str = "<spec>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     spec_hash: str = ""
+
+    def warm_start_path(self) -> str:
+        """``study.warm_start`` resolved against the spec file's folder, as data paths are ("" if unset)."""
+        if not self.warm_start or self.warm_start.startswith("/") or self.source.startswith("<"):
+            return self.warm_start
+        return str(Path(self.source).parent / self.warm_start)
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -382,11 +414,17 @@ class StudySpec:
             # Only when set: a spec that does not use them keeps the hash it had before they existed.
             **({"baseline_lrs": list(self.baseline_lrs)} if self.baseline_lrs else {}),
             **({"verify_seeds": self.verify_seeds} if self.verify_seeds else {}),
+            **(
+                {"warm_start": self.warm_start, "warm_start_trials": self.warm_start_trials}
+                if self.warm_start
+                else {}
+            ),
+            **({"jobs": self.jobs} if self.jobs != 1 else {}),
         }
 
 
 #: Fields left out of ``spec_hash``: changing the budget or where results live is not a new spec.
-HASH_EXCLUDED = ("storage", "tracking_uri", "n_trials", "timeout_s", "raw")
+HASH_EXCLUDED = ("storage", "tracking_uri", "n_trials", "timeout_s", "jobs", "raw")
 
 
 def compute_spec_hash(normalised: dict[str, Any]) -> str:

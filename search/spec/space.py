@@ -32,7 +32,15 @@ from typing import Any
 
 from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
 
-__all__ = ["BASELINE_OVERRIDES", "VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
+__all__ = [
+    "BASELINE_OVERRIDES",
+    "VARIANTS",
+    "check_space",
+    "contains",
+    "fixed_trials",
+    "resolve_config",
+    "sample_params",
+]
 
 #: The paper's named FocalNet variants, as FocalNetConfig overrides (enqueued as fixed trials).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -214,6 +222,58 @@ def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
             patch = value
         params[name] = value
     return params
+
+
+class _Outside(ValueError):
+    """A replayed point has a value the space cannot draw, or lacks one it must."""
+
+
+class _Replay:
+    """A trial that answers `sample_params` from a given point, refusing what the space cannot draw."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params, self.asked = params, []
+
+    def _get(self, name: str) -> Any:
+        if name not in self.params:
+            raise _Outside(f"{name}: missing")
+        self.asked.append(name)
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        v = self._get(name)
+        if not any(v == c and type(v) is type(c) for c in choices):
+            raise _Outside(f"{name}: {v!r} not in {choices}")
+        return v
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        v = self._get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high or (v - low) % step:
+            raise _Outside(f"{name}: {v!r} not in {low}..{high} step {step}")
+        return v
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        v = self._get(name)
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or not low * (1 - 1e-12) <= v <= high * (1 + 1e-12)
+        ):
+            raise _Outside(f"{name}: {v!r} not in [{low:g}, {high:g}]")
+        return float(v)
+
+
+def contains(spec: StudySpec, params: dict[str, Any]) -> bool:
+    """Whether ``params`` is a point :func:`sample_params` can draw from ``spec``'s space: every value
+    inside its dimension (with the same clipping and conditions), and no dimension missing or extra."""
+    replay = _Replay(params)
+    try:
+        sample_params(replay, spec)
+    except _Outside:
+        return False
+    return set(replay.asked) == set(params)
 
 
 # ----------------------------------------------------------------------------------------------------------

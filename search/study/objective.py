@@ -20,6 +20,7 @@ from search.efficiency.costs import constraint_values, measure_costs
 from search.efficiency.stopping import pruner_for, stop_at_rung
 from search.spec.space import BASELINE_OVERRIDES, resolve_config, sample_params
 from search.storage.connect import worker_id
+from search.study.warm_start import WARM_ATTR
 from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
 from search.tracking.runs import StudyTracker, flatten_config, run_name
@@ -133,6 +134,17 @@ class Objective:
         name = run_name(trial.number, config, label=trial.user_attrs.get("name"))
         trial.set_user_attr("run_name", name)
 
+        # Costs first: an over-budget draw is skipped before anything is logged (no MLflow run) and does
+        # not count against n_trials (`search.report.budget`), so the budget buys trained trials.
+        t0 = time.perf_counter()
+        cost_attrs, violations, feasible = self._costs(trial, config, role)
+        cost_s = time.perf_counter() - t0
+        if not feasible and role not in ALWAYS_TRAIN:
+            over = ", ".join(k for k, v in violations.items() if v > 0)
+            trial.set_user_attr("skipped", f"over budget: {over}")
+            # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
+            return objective_values(spec, 0.0, cost_attrs)
+
         run_id = None
         if self.tracker is not None:
             tags = {"fs.trial_number": str(trial.number), "fs.role": role, "fs.worker": worker_id()}
@@ -140,12 +152,19 @@ class Objective:
                 tags["fs.variant"] = str(trial.user_attrs["name"])
             if trial.user_attrs.get("verifies") is not None:
                 tags["fs.verifies"] = str(trial.user_attrs["verifies"])
+            if trial.user_attrs.get(WARM_ATTR):
+                tags["fs.warm_start"] = str(trial.user_attrs[WARM_ATTR])
             run_id = self.tracker.start_trial_run(
                 trial_number=trial.number, run_name=name, params=flatten_config(config), tags=tags
             )
             trial.set_user_attr("mlflow_run_id", run_id)
+            self.tracker.log_metrics(
+                run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
+            )
         try:
-            return self._run(trial, config, role, run_id)
+            return self._run(
+                trial, config, role, run_id, cost_attrs=cost_attrs, feasible=feasible, t0=t0, cost_s=cost_s
+            )
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another worker failed this trial (its heartbeat was lost, e.g. in a storage outage) and
             # queued its retry: nothing more can be written to it.
@@ -186,35 +205,32 @@ class Objective:
             except Exception as e:  # logging must never turn one failure into two
                 print(f"warning: could not close MLflow run {run_id}: {e}")
 
-    def _run(
-        self, trial: optuna.Trial, config: dict[str, Any], role: str, run_id: str | None
-    ) -> tuple[float, ...]:
-        spec = self.spec
-        t0 = time.perf_counter()
+    def _costs(
+        self, trial: optuna.Trial, config: dict[str, Any], role: str
+    ) -> tuple[dict[str, Any], dict[str, float], bool]:
+        """Measure and record the trial's costs: (cost attrs, constraint violations, feasible)."""
         baseline_ms = self.baseline_latency_ms()
         if role == "baseline" and self._baseline_costs is not None:
             costs = (
                 self._baseline_costs
             )  # the same measurement the ratios use: the baseline's ratio is exactly 1
         else:
-            costs = measure_costs(config["model"], latency_spec=spec.latency, baseline_ms=baseline_ms)
-        cost_attrs, violations, feasible = record_costs(trial, spec, costs, baseline_ms)
-        if self.tracker is not None:
-            self.tracker.log_metrics(
-                run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
-            )
-        cost_s = time.perf_counter() - t0
-        if not feasible and role not in ALWAYS_TRAIN:
-            over = ", ".join(k for k, v in violations.items() if v > 0)
-            trial.set_user_attr("skipped", f"over budget: {over}")
-            self._end(
-                run_id,
-                "FINISHED",
-                {"fs.optuna_state": "COMPLETE", "fs.feasible": "false", "fs.skipped": f"over budget: {over}"},
-            )
-            # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
-            return objective_values(spec, 0.0, cost_attrs)
+            costs = measure_costs(config["model"], latency_spec=self.spec.latency, baseline_ms=baseline_ms)
+        return record_costs(trial, self.spec, costs, baseline_ms)
 
+    def _run(
+        self,
+        trial: optuna.Trial,
+        config: dict[str, Any],
+        role: str,
+        run_id: str | None,
+        *,
+        cost_attrs: dict[str, Any],
+        feasible: bool,
+        t0: float,
+        cost_s: float,
+    ) -> tuple[float, ...]:
+        spec = self.spec
         pruner = pruner_for(spec)
         study = trial.study
         # Has the run left the constant-predictor plateau, and when? (None until it has.)

@@ -21,6 +21,7 @@ from search.report.budget import budget_used, counts_against_budget
 from search.report.finished import finished_line, finished_study
 from search.report.records import study_records
 from search.report.seed_check import SEED_CHECKED_ATTR, VERIFY_ROLE, missing_verify_trials
+from search.report.text import seed_check_expected_s
 from search.study.lifecycle import ParentRun, enqueue_fixed
 from search.study.setup import fixed_attrs, open_study, spec_data
 from search.study.threads import choose_threads
@@ -110,7 +111,7 @@ def run_study(
     try:
         phase(n_trials, spec.timeout_s)
         if spec.verify_seeds and spec.ablation is None:
-            if _queue_seed_check(study, spec):
+            if _queue_seed_check(study, spec, jobs=jobs):
                 phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
             if not missing_verify_trials(study, spec, study_records(study, spec)):
                 study.set_user_attr(SEED_CHECKED_ATTR, budget_used(study)[0])
@@ -129,9 +130,11 @@ def run_study(
     return study
 
 
-def _queue_seed_check(study: optuna.Study, spec: Any) -> int:
-    """Queue the seed check's missing (member, seed) trials; return how many seed-check trials wait."""
-    for fixed in missing_verify_trials(study, spec, study_records(study, spec)):
+def _queue_seed_check(study: optuna.Study, spec: Any, *, jobs: int) -> int:
+    """Queue the seed check's missing (member, seed) trials — front members inside the region of interest
+    and the reference baseline — print how many and their expected time, return how many wait."""
+    records = study_records(study, spec)
+    for fixed in missing_verify_trials(study, spec, records):
         enqueue_fixed(study, fixed_attrs(fixed))
     waiting = [
         t
@@ -140,8 +143,11 @@ def _queue_seed_check(study: optuna.Study, spec: Any) -> int:
     ]
     if waiting:
         members = len({t.user_attrs.get("verifies") for t in waiting})
+        expected = seed_check_expected_s(waiting, records) / max(1, jobs)
         print(
-            f"seed check: {len(waiting)} trials to run ({members} configs × up to {spec.verify_seeds} fresh seeds)",
+            f"seed check: {len(waiting)} trainings ({members} configs × up to {spec.verify_seeds} fresh seeds: "
+            f"the front inside the region of interest and the reference baseline), expected "
+            f"~{expected / 60:.0f} min on {jobs} worker{'s' if jobs > 1 else ''} (from the trials' own seconds)",
             flush=True,
         )
     return len(waiting)

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.report.budget import SURPLUS, budget_used
+from search.report.budget import MAX_SKIPPED_PER_TRIAL, SURPLUS, budget_used, skipped_draws
 from search.report.publish import refresh_parent
 from search.report.refresh import BackgroundRefresh
 from search.report.text import trial_summary_line
@@ -120,7 +120,7 @@ def _trial_loop(
     objective = Objective(spec=spec, data=data, tracker=tracker, threads=threads, progress=progress)
     t_start = time.time()
     deadline = t_start + timeout_s if timeout_s else None
-    ran = 0
+    ran = skipped = 0
 
     refresher = BackgroundRefresh(
         lambda: refresh_parent(study, spec, tracker, importances=False), every_s=REFRESH_EVERY_S
@@ -155,8 +155,15 @@ def _trial_loop(
             if _wait_for_running(study, parent):
                 continue
             break
+        if n_trials is not None and skipped_draws(study) >= MAX_SKIPPED_PER_TRIAL * n_trials:
+            print(f"warning: stopped drawing: {skipped_draws(study)} draws were over budget "
+                  "(`python -m search plan SPEC` shows the trainable share of the space)", file=sys.stderr)  # fmt: skip
+            break
         outcome = run_trial(study, guarded, quiet=(_Surplus, TrainingDiverged))
         ran += 1
+        if outcome.frozen is not None and outcome.frozen.user_attrs.get("skipped"):
+            skipped += 1  # over budget, never trained: one line at the end, not a line each
+            continue
         if outcome.lost:  # failed elsewhere meanwhile: its MLflow run must not stay RUNNING or FINISHED
             _end_lost_run(tracker, outcome.frozen)
             continue
@@ -166,6 +173,10 @@ def _trial_loop(
             parent.close_dead_runs()  # a trial failed by heartbeat elsewhere leaves its MLflow run RUNNING
             refresher.maybe()  # plots cost seconds: drawn in the background, beside the next trial
     refresher.join()  # the last worker out draws the complete report (`ParentRun.__exit__`)
+    if skipped:
+        print(
+            f"over budget: {skipped} draws of this worker skipped before training (not counted, not logged)"
+        )
     return ran
 
 

@@ -1,28 +1,34 @@
-"""Replay studies against a learning-curve table with a simulated clock and asynchronous workers.
+"""Replay studies against a learning-curve table, on the shipped study's own clock and budget.
 
-``python -m search simulate SPEC --table FILE --seeds N --workers W --out DIR`` runs, for every arm
-(sampler × stopping rule) and seed, a whole study in seconds: the real Optuna sampler (`make_sampler`
+``python -m search simulate SPEC --table FILE --seeds N --out DIR`` runs, for every arm (sampler ×
+stopping rule × warm start) and seed, a whole study in seconds: the real Optuna sampler (`make_sampler`
 with the arm's sampler and seed), the real space code (`sample_params`), the real cost and constraint
-handling (`record_costs` → ``trial.set_constraint``) and the real stopping call (`stop_at_rung`, what
-the live objective calls in its ``on_eval``) on an in-memory Optuna storage. Only two things are
-replaced: measuring costs and training, by look-ups in the table, and the wall clock, by a simulated
-clock that advances by the table's recorded times.
+handling (`record_costs` → ``trial.set_constraint``), the real warm-start portfolio
+(`search.study.warm_start.portfolio`) and the real stopping call (`stop_at_rung`, what the live
+objective calls in its ``on_eval``) on an in-memory Optuna storage. Only two things are replaced:
+measuring costs and training, by look-ups in the table, and the wall clock, by a simulated clock.
 
-Mapping a sampled point to a table row: the sampler samples the real space (so TPE and NSGA-II model
-the real dimensions, patch size, width, learning rate...), and the trial gets the row nearest to that
-point (`search.tools.table.param_distance`: categorical mismatches count 1, numeric differences are
-normalised to [0, 1]; identical points are at distance 0). The table is a uniform random sample of the
-space, so for random search this is random search over the table; for a model-based sampler the table
-is a 1-nearest-neighbour surrogate (what Syne Tune does for tabulated benchmarks with continuous
-dimensions). Restricting sampling to a categorical over row ids was rejected: it would throw away the
-structure TPE and NSGA-II exploit, so it would compare samplers on a problem they never meet. The price
-is repeats: two nearby samples can land on the same row; the share of such trials is printed per arm.
+The budget is the study's as it ships: ``n_trials`` (over-budget draws do not count, as live), the
+spec's ``timeout_min`` (no trial starts after it; the running ones finish, as live), ``study.jobs``
+workers, each at the thread count `search run` gives it. The clock is that study's wall clock: the
+table's one-thread seconds (``--clock cpu``: as on an idle machine, `time_scales`) times the measured
+step-time factor of that many workers and threads on this machine class (:data:`SPEED`,
+``bench/bench_parallel.py``). Per-trial fixed costs the table does not hold (sampling, logging, the
+dataset load) are left out.
 
-Timing: a trial takes the table's cost-measurement time, then per step its recorded train time, plus
-the recorded evaluation time at every step the live run would evaluate (``eval_every``, the rungs, the
-end). ``--clock cpu`` scales each row's seconds by its CPU share when it was recorded, for tables
-recorded beside other work (`time_scales`). Each of the W workers is one such machine; the spec's ``timeout_min`` is ignored (the budget is
-``n_trials``), and so are per-trial fixed costs the table does not hold (sampling, logging).
+Mapping a sampled point to a table row: the trial gets the row of this spec's family nearest to the
+point (`search.efficiency.table.param_distance`: categorical mismatches count 1, numeric differences are
+normalised to [0, 1]; identical points are at distance 0). The family is every sampled row whose
+configuration this spec resolves its parameters to (:func:`family_rows`), so a table recorded on a wider
+space answers a spec narrowed inside it. For random search over a uniformly sampled table this is random
+search over the table; for a model-based sampler the table is a 1-nearest-neighbour surrogate (as Syne
+Tune does for tabulated benchmarks). The price is repeats, printed per arm. Fixed and warm-start trials
+replay the row recorded with exactly their configuration (nearest otherwise, with its distance).
+
+What a simulated study reports: the hypervolume of the trials inside the region of interest (off the
+plateau, val at or above the floor, as the live report judges them), as a share of the table's best
+(every row of the family and the baseline inside the region), and whether and when a search trial whose
+val beats the reference baseline's completed.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import csv
 import dataclasses
 import heapq
 import itertools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -42,15 +49,23 @@ from optuna.trial import TrialState
 from search.efficiency.costs import Costs, Latency, constraint_values
 from search.efficiency.pareto import hypervolume
 from search.efficiency.stopping import pruner_for, stop_at_rung
-from search.spec.space import fixed_trials, resolve_config, sample_params
+from search.efficiency.table import MEASURED, Table, TableError, config_key, measured_parts, param_distance
+from search.report.budget import MAX_SKIPPED_PER_TRIAL
+from search.report.plots import simulation_plot
+from search.spec.space import contains, fixed_trials, resolve_config, sample_params
 from search.study.objective import METRIC_KEYS, objective_values, record_costs
 from search.study.samplers import make_sampler
+from search.study.warm_start import WARM_ATTR, warm_start_rows
 from search.task.train import TrainConfig
-from search.tools.table import MEASURED, Table, TableError, measured_parts
 
 __all__ = [
     "SAMPLERS",
+    "SPEED",
+    "Arm",
+    "Budget",
     "check_table",
+    "schedule",
+    "family_rows",
     "time_scales",
     "simulate_study",
     "simulate",
@@ -60,28 +75,117 @@ __all__ = [
 
 SAMPLERS = ("random", "tpe", "nsga2")
 DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "bench" / "tables" / "default.jsonl.gz"
+#: Step-time factor on the table's idle one-thread seconds, by (workers, threads per worker), on the
+#: 2-core machine class the tables were recorded on: median over the models of `bench/bench_parallel.py`
+#: (README, "Workers and threads"). Two one-thread workers share the memory bus; one two-thread worker
+#: shares each step between the cores.
+SPEED: dict[tuple[int, int], float] = {(1, 1): 1.0, (2, 1): 1.0, (1, 2): 1.0}
+#: Cores of the machine class the tables and :data:`SPEED` were measured on.
+MACHINE_CORES = 2
+#: A table whose family holds fewer trained rows than this cannot stand in for a space.
+MIN_FAMILY_ROWS = 8
 
 
-def check_table(spec: Any, table: Table) -> None:
-    """Refuse a table that cannot answer this spec's study (one line naming the first problem).
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One way of running the study: sampler, stopping rule (``"none"`` or a rule), warm start on/off."""
+
+    sampler: str
+    stopping: str
+    warm: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}/{self.stopping}" + ("+warm" if self.warm else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What one simulated study may spend: trials, the deadline for starting one, workers, clock factor."""
+
+    n_trials: int | None
+    timeout_s: float | None
+    workers: int = 1
+    speed: float = 1.0
+
+
+def speed_for(workers: int, threads: int) -> float:
+    """:data:`SPEED` for this many workers and threads (1.0, with no measurement, for other layouts)."""
+    return SPEED.get((workers, threads), 1.0)
+
+
+def _clipped(spec: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Numeric values clamped into their dimension's range (a recorded row just outside a narrowed range
+    is still the nearest neighbour of the points next to it)."""
+    out = dict(params)
+    for name, dim in spec.space.items():
+        if name in out and dim.kind != "categorical" and isinstance(out[name], int | float):
+            out[name] = type(out[name])(min(max(out[name], dim.low), dim.top()))
+    return out
+
+
+def family_rows(spec: Any, table: Table) -> list[dict[str, Any]]:
+    """The table's sampled rows that are points of ``spec``'s family: the parameters of this spec's space
+    (numeric ones clamped into range) resolve to exactly the row's configuration. The whole sampled part
+    when the table was recorded for this space."""
+    rows = []
+    for r in table.sampled_rows():
+        params = {k: v for k, v in r.get("params", {}).items() if k in spec.space}
+        if not contains(spec, _clipped(spec, params)):
+            continue
+        try:
+            same = config_key(resolve_config(spec, params)) == config_key(r["config"])
+        except Exception:  # a configuration this spec cannot build is not in its family
+            continue
+        if same:
+            rows.append(r)
+    return rows
+
+
+def check_table(spec: Any, table: Table) -> list[dict[str, Any]]:
+    """Refuse a table that cannot answer this spec's study (one line naming the first problem); return
+    the spec's family of rows (:func:`family_rows`).
+
+    The data, latency protocol, training config and baseline must be the recording's; the space and the
+    model may be narrower than the table's, as long as at least :data:`MIN_FAMILY_ROWS` trained rows are
+    points of this spec's family.
 
     Raises:
-        TableError: different space/model/data/budget, a rung or metric not recorded, a fixed trial
-            without a row, or an untrained row that this spec's constraints would train.
+        TableError: different data/latency/budget/optimiser, too few rows of this spec's family, a rung or
+            metric not recorded, a fixed trial without a row, or an untrained row that this spec's
+            constraints would train.
     """
     where = f"--table {table.path}"
     recorded, mine = measured_parts(table.header.get("spec") or {}), measured_parts(spec.to_dict())
     for key in MEASURED:
-        if recorded[key] != mine[key]:
+        if key not in ("space", "model") and recorded[key] != mine[key]:
             what = " (budget or optimiser)" if key == "train" else ""
             raise TableError(
                 f"{where}: recorded for a different spec: {key} differs{what} "
                 f"(table spec {table.header.get('spec_source')})"
             )
-    if not table.sampled_rows():
-        raise TableError(f"{where}: no sampled rows")
+    rows = family_rows(spec, table)
+    trained = sum(bool(r.get("trained")) for r in rows)
+    if trained < MIN_FAMILY_ROWS:
+        raise TableError(
+            f"{where}: only {trained} trained rows are points of this spec's space (at least "
+            f"{MIN_FAMILY_ROWS} needed; table spec {table.header.get('spec_source')})"
+        )
+    _check_rows(spec, table, rows)
+    for fixed in fixed_trials(spec):
+        if fixed["role"] != "baseline":
+            raise TableError(
+                f"{where}: study.variants: the simulator replays the baseline and sampled trials only"
+            )
+        if table.fixed(resolve_config(spec, {}, overrides=fixed["overrides"])) is None:
+            raise TableError(f"{where}: no row for the fixed trial {fixed['name']!r}")
+    return rows
+
+
+def _check_rows(spec: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    where = f"--table {table.path}"
     acc = spec.objectives.accuracy
-    for r in table.rows:
+    for r in rows:
         if not r.get("trained"):
             costs = _costs(table, r)
             if all(v <= 0 for v in constraint_values(costs, spec.constraints).values()):
@@ -99,13 +203,6 @@ def check_table(spec: Any, table: Table) -> None:
                     f"{where}: early_stopping.rungs: rung {rung} not recorded (row {r['index']} has steps "
                     f"{r['steps'][:4]}...); rungs must be multiples of the recording's eval_every"
                 )
-    for fixed in fixed_trials(spec):
-        if fixed["role"] != "baseline":
-            raise TableError(
-                f"{where}: study.variants: the simulator replays the baseline and sampled trials only"
-            )
-        if table.fixed(resolve_config(spec, {}, overrides=fixed["overrides"])) is None:
-            raise TableError(f"{where}: no row for the fixed trial {fixed['name']!r}")
 
 
 def _costs(table: Table, row: dict[str, Any]) -> Costs:
@@ -122,19 +219,6 @@ def _costs(table: Table, row: dict[str, Any]) -> Costs:
         baseline_latency_ms=table.reference_latency_ms() or c.get("baseline_latency_ms"),
         latency_ratio=c.get("latency_ratio"),
     )
-
-
-@dataclasses.dataclass
-class _Run:
-    """One simulated trial: its live Optuna trial, its table row and where it is in time."""
-
-    trial: optuna.Trial
-    role: str
-    row: dict[str, Any]
-    distance: float
-    cost_attrs: dict[str, Any]
-    start: float
-    events: list[tuple[float, str, int]]  # (time, "rung" | "fail" | "end", step), in time order
 
 
 def time_scales(table: Table, clock: str) -> dict[int, float]:
@@ -162,7 +246,7 @@ def time_scales(table: Table, clock: str) -> dict[int, float]:
     return {r["index"]: factors.get(r["index"], typical) for r in table.rows}
 
 
-def _schedule(spec: Any, row: dict[str, Any], t0: float, scale: float) -> list[tuple[float, str, int]]:
+def schedule(spec: Any, row: dict[str, Any], t0: float, scale: float) -> list[tuple[float, str, int]]:
     """Times at which the trial reaches its rungs, fails, or ends, as the live run would (the baseline
     reaches its rungs too: it records its rung values there and is never stopped)."""
     train = row["config"]["train"]
@@ -190,6 +274,186 @@ def _schedule(spec: Any, row: dict[str, Any], t0: float, scale: float) -> list[t
     return events
 
 
+@dataclasses.dataclass
+class _Run:
+    """One simulated trial: its live Optuna trial, its table row and where it is in time."""
+
+    trial: optuna.Trial
+    role: str
+    row: dict[str, Any]
+    distance: float
+    cost_attrs: dict[str, Any]
+    start: float
+    events: list[tuple[float, str, int]]  # (time, "skip" | "rung" | "fail" | "end", step), in time order
+
+
+class _Replay:
+    """One study replayed against a table (see the module docstring); :meth:`run` returns its records."""
+
+    def __init__(
+        self, spec: Any, table: Table, *, arm: Arm, seed: int, budget: Budget, rows: list[dict[str, Any]],
+        scales: dict[int, float], warm: list[tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:  # fmt: skip
+        self.spec, self.table, self.rows, self.budget = spec, table, rows, budget
+        self.scales = {k: v * budget.speed for k, v in scales.items()}
+        arm_spec = dataclasses.replace(spec, sampler=arm.sampler, seed=seed, n_trials=budget.n_trials)
+        self.study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(),
+            sampler=make_sampler(arm_spec),
+            directions=spec.objectives.directions,
+        )
+        for fixed in fixed_trials(spec):  # as `search.study.setup.open_study` enqueues them
+            attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
+            self.study.enqueue_trial({}, user_attrs=attrs)
+        for row, params in warm if arm.warm else []:  # as `search.study.warm_start.enqueue_warm_start`
+            self.study.enqueue_trial(params, user_attrs={WARM_ATTR: f"row{row['index']}"})
+        self.pruner = pruner_for(
+            spec, enabled=arm.stopping != "none", rule=None if arm.stopping == "none" else arm.stopping
+        )
+        names = ["accuracy", *spec.objectives.minimize]
+        self.reference = [spec.hypervolume_reference[n] for n in names]
+        self.ref_val = reference_val(spec, table)
+        self.regions = table.regions(spec.objectives, self.ref_val)
+        self.heap: list[tuple[float, int, _Run]] = []
+        self.order = itertools.count()
+        self.started = self.skipped = 0
+        self.points: list[tuple[float, ...]] = []
+        self.out: list[dict[str, Any]] = []
+
+    def run(self) -> list[dict[str, Any]]:
+        for _ in range(self.budget.workers):
+            self._start(0.0)
+        while self.heap:
+            t, _, run = heapq.heappop(self.heap)
+            _, kind, step = run.events.pop(0)
+            if kind == "rung" and self._rung(run, t, step):
+                heapq.heappush(self.heap, (run.events[0][0], next(self.order), run))
+                continue
+            if kind == "skip":
+                values = objective_values(self.spec, 0.0, run.cost_attrs)
+                self._finish(run, t, TrialState.COMPLETE, values, feasible=False)
+            elif kind == "fail":
+                run.trial.set_user_attr("fail_reason", run.row["failed"]["reason"])
+                self._finish(run, t, TrialState.FAIL, None, feasible=False)
+            elif kind == "end":
+                self._end(run, t, step)
+            self._start(t)
+        return self.out
+
+    def _can_start(self, t: float) -> bool:
+        b = self.budget
+        if b.timeout_s is not None and t >= b.timeout_s:
+            return False  # no trial starts after the deadline; the running ones finish
+        if b.n_trials is None:
+            return True
+        return self.started < b.n_trials and self.skipped < MAX_SKIPPED_PER_TRIAL * b.n_trials
+
+    def _row(self, trial: optuna.Trial, role: str) -> tuple[dict[str, Any], float]:
+        spec = self.spec
+        if role == "search":
+            params = sample_params(trial, spec)
+            if trial.user_attrs.get(WARM_ATTR) and (row := self.table.fixed(resolve_config(spec, params))):
+                return row, 0.0  # a warm-start trial replays the row recorded with its configuration
+            return _nearest(self.rows, params, spec)
+        config = resolve_config(spec, {}, overrides=trial.user_attrs.get("fixed_overrides") or {})
+        return self.table.fixed(config), 0.0  # type: ignore[return-value]  (check_table: it exists)
+
+    def _start(self, t: float) -> None:
+        """One worker is free at ``t``: draw (or take from the queue) its next trial, if the budget allows."""
+        if self._can_start(t):
+            trial = self.study.ask()
+            role = trial.user_attrs.get("role", "search")
+            if "role" not in trial.user_attrs:
+                trial.set_user_attr("role", role)
+            row, distance = self._row(trial, role)
+            trial.set_user_attr("table_row", row["index"])
+            costs = _costs(self.table, row)
+            cost_attrs, violations, feasible = record_costs(
+                trial, self.spec, costs, costs.baseline_latency_ms
+            )
+            scale = self.scales.get(row["index"], 1.0)
+            if not feasible and role == "search":  # over budget: skipped before training, not counted
+                trial.set_user_attr("skipped", "over budget")
+                self.skipped += 1
+                events = [(t + scale * float(row.get("cost_s") or 0.0), "skip", 0)]
+            else:
+                self.started += 1
+                events = schedule(self.spec, row, t, scale=scale)
+            run = _Run(trial, role, row, distance, cost_attrs, t, events)
+            heapq.heappush(self.heap, (events[0][0], next(self.order), run))
+
+    def _rung(self, run: _Run, t: float, step: int) -> bool:
+        """Report the rung to the stopping rule; False (and the trial finished) if it stops it."""
+        acc = Table.metric_at(run.row, "val", self.spec.objectives.accuracy, step)
+        try:
+            stop_at_rung(
+                self.pruner, self.study, run.trial, step, objective_values(self.spec, acc, run.cost_attrs)
+            )
+        except optuna.TrialPruned:
+            self._finish(run, t, TrialState.PRUNED, None, feasible=False)
+            return False
+        return True
+
+    def _end(self, run: _Run, t: float, step: int) -> None:
+        key = self.spec.objectives.accuracy
+        acc = Table.metric_at(run.row, "val", key, step)
+        if not math.isfinite(acc):
+            run.trial.set_user_attr("fail_reason", f"val {key} is {acc}")
+            self._finish(run, t, TrialState.FAIL, None, feasible=False)
+            return
+        for split in ("val", "test"):
+            metrics = {
+                k: Table.metric_at(run.row, split, k, step) for k in METRIC_KEYS if k in run.row[split]
+            }
+            run.trial.set_user_attr(split, metrics)
+        feasible = bool(run.trial.user_attrs.get("feasible", True))
+        self._finish(run, t, TrialState.COMPLETE, objective_values(self.spec, acc, run.cost_attrs), feasible)
+
+    def _finish(
+        self, run: _Run, t: float, state: TrialState, values: tuple[float, ...] | None, feasible: bool
+    ) -> None:
+        self.study.tell(run.trial, values=values, state=state)
+        complete = state == TrialState.COMPLETE and feasible and values is not None
+        region = self.regions.get(run.row["index"]) if complete else None
+        if complete and region == "in":
+            self.points.append(values)  # type: ignore[arg-type]
+        hv = (
+            hypervolume(np.array(self.points), self.spec.objectives.directions, self.reference)
+            if self.points
+            else 0.0
+        )
+        ua = run.trial.user_attrs
+        self.out.append({
+            "trial": run.trial.number, "role": run.role, "row": run.row["index"], "distance": run.distance,
+            "state": state.name, "stop_rung": ua.get("stop_rung"), "start": run.start, "end": t,
+            "values": values if complete else None, "hypervolume": hv, "region": region,
+            "warm": bool(ua.get(WARM_ATTR)), "skipped": bool(ua.get("skipped")),
+            "beats": bool(complete and run.role == "search" and self.ref_val is not None and values[0] > self.ref_val),
+            "rungs": {k: v for k, v in ua.items() if k.startswith("rung_")},
+        })  # fmt: skip
+
+
+def _nearest(rows: list[dict[str, Any]], params: dict[str, Any], spec: Any) -> tuple[dict[str, Any], float]:
+    """The family row closest to ``params``; ties go to the earlier row."""
+    best, best_d = rows[0], math.inf
+    for r in rows:
+        d = param_distance(params, {k: v for k, v in r["params"].items() if k in spec.space}, spec.space)
+        if d < best_d:
+            best, best_d = r, d
+    return best, best_d
+
+
+def reference_val(spec: Any, table: Table) -> float | None:
+    """The reference baseline's val: the best final val among the rows of the spec's baseline trials."""
+    vals = []
+    for fixed in fixed_trials(spec):
+        row = table.fixed(resolve_config(spec, {}, overrides=fixed["overrides"]))
+        if fixed["role"] == "baseline" and row is not None and row.get("trained"):
+            vals.append(Table.final(row, spec.objectives.accuracy))
+    vals = [v for v in vals if math.isfinite(v)]
+    return max(vals) if vals else None
+
+
 def simulate_study(
     spec: Any,
     table: Table,
@@ -198,264 +462,146 @@ def simulate_study(
     stopping: str,
     seed: int,
     workers: int,
-    n_trials: int,
+    n_trials: int | None,
     clock: str = "wall",
+    timeout_s: float | None = None,
+    speed: float = 1.0,
+    warm: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one study against ``table``; return one record per finished trial, in finishing order.
 
     Args:
-        spec: the StudySpec (checked against the table with :func:`check_table` beforehand).
+        spec: the StudySpec (checked against the table with :func:`check_table`).
         table: the learning-curve table.
         sampler: ``"random"``, ``"tpe"``, ``"nsga2"`` (or any sampler the spec allows).
         stopping: ``"none"`` or a rule of `search.efficiency.stopping.RULES`.
         seed: the sampler seed.
         workers: asynchronous workers (each one trial at a time).
-        n_trials: trials in the study, fixed trials included (as ``study.n_trials``).
+        n_trials: trials that count against the budget (fixed trials included, over-budget draws not).
         clock: ``"wall"`` (the recorded seconds) or ``"cpu"`` (see :func:`time_scales`).
+        timeout_s: no trial starts at or after this simulated time (None: no deadline).
+        speed: factor on every recorded second (:data:`SPEED` for the workers and threads simulated).
+        warm: enqueue the spec's warm-start portfolio (``study.warm_start``) after the fixed trials.
 
     Returns:
         dicts with ``trial``, ``role``, ``row``, ``distance``, ``state``, ``stop_rung``, ``start``,
         ``end``, ``values`` (None unless COMPLETE and feasible), ``hypervolume`` (of every feasible
-        COMPLETE trial so far, against the spec's reference point) and ``rungs`` (its ``rung_<step>``
-        user attrs).
+        COMPLETE trial inside the region of interest so far), ``region``, ``warm``, ``skipped``, ``beats``
+        (a search trial whose val beats the reference baseline's) and ``rungs``.
     """
-    arm_spec = dataclasses.replace(spec, sampler=sampler, seed=seed, n_trials=n_trials)
-    study = optuna.create_study(
-        storage=optuna.storages.InMemoryStorage(),
-        sampler=make_sampler(arm_spec),
-        directions=spec.objectives.directions,
-    )
-    for fixed in fixed_trials(spec):  # as `search.study.workers.open_study` enqueues them
-        attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
-        study.enqueue_trial({}, user_attrs=attrs)
-    pruner = pruner_for(spec, enabled=stopping != "none", rule=None if stopping == "none" else stopping)
-    names = ["accuracy", *spec.objectives.minimize]
-    reference = [spec.hypervolume_reference[n] for n in names]
-    acc_key = spec.objectives.accuracy
-    scales = time_scales(table, clock)
-    heap: list[tuple[float, int, _Run]] = []
-    order = itertools.count()
-    started = 0
-    points: list[tuple[float, ...]] = []
-    out: list[dict[str, Any]] = []
-
-    def start(t: float) -> None:
-        nonlocal started
-        if started >= n_trials:
-            return
-        started += 1
-        trial = study.ask()
-        role = trial.user_attrs.get("role", "search")
-        if "role" not in trial.user_attrs:
-            trial.set_user_attr("role", role)
-        if role == "search":
-            row, distance = table.nearest(sample_params(trial, spec), spec.space)
-        else:
-            row = table.fixed(
-                resolve_config(spec, {}, overrides=trial.user_attrs.get("fixed_overrides") or {})
-            )
-            distance = 0.0
-        trial.set_user_attr("table_row", row["index"])
-        costs = _costs(table, row)
-        cost_attrs, violations, feasible = record_costs(trial, spec, costs, costs.baseline_latency_ms)
-        if not feasible and role == "search":  # over budget: skipped without training, as live
-            over = ", ".join(k for k, v in violations.items() if v > 0)
-            trial.set_user_attr("skipped", f"over budget: {over}")
-            events = [(t + scales[row["index"]] * float(row.get("cost_s") or 0.0), "skip", 0)]
-        else:
-            events = _schedule(spec, row, t, scale=scales[row["index"]])
-        run = _Run(trial, role, row, distance, cost_attrs, t, events)
-        heapq.heappush(heap, (events[0][0], next(order), run))
-
-    def finish(
-        run: _Run, t: float, state: TrialState, values: tuple[float, ...] | None, feasible: bool
-    ) -> None:
-        study.tell(run.trial, values=values, state=state)
-        if state == TrialState.COMPLETE and feasible and values is not None:
-            points.append(values)
-        hv = hypervolume(np.array(points), spec.objectives.directions, reference) if points else 0.0
-        ua = run.trial.user_attrs
-        out.append(
-            {
-                "trial": run.trial.number, "role": run.role, "row": run.row["index"], "distance": run.distance,
-                "state": state.name, "stop_rung": ua.get("stop_rung"), "start": run.start, "end": t,
-                "values": values if state == TrialState.COMPLETE and feasible else None, "hypervolume": hv,
-                "rungs": {k: v for k, v in ua.items() if k.startswith("rung_")},
-            }
-        )  # fmt: skip
-
-    for _ in range(workers):
-        start(0.0)
-    while heap:
-        t, _, run = heapq.heappop(heap)
-        _, kind, step = run.events.pop(0)
-        if kind == "skip":
-            finish(run, t, TrialState.COMPLETE, objective_values(spec, 0.0, run.cost_attrs), feasible=False)
-        elif kind == "fail":
-            run.trial.set_user_attr("fail_reason", run.row["failed"]["reason"])
-            finish(run, t, TrialState.FAIL, None, feasible=False)
-        elif kind == "rung":
-            acc = Table.metric_at(run.row, "val", acc_key, step)
-            try:
-                stop_at_rung(pruner, study, run.trial, step, objective_values(spec, acc, run.cost_attrs))
-            except optuna.TrialPruned:
-                finish(run, t, TrialState.PRUNED, None, feasible=False)
-            else:
-                heapq.heappush(heap, (run.events[0][0], next(order), run))
-                continue
-        else:
-            acc = Table.metric_at(run.row, "val", acc_key, step)
-            if not math.isfinite(acc):
-                run.trial.set_user_attr("fail_reason", f"val {acc_key} is {acc}")
-                finish(run, t, TrialState.FAIL, None, feasible=False)
-            else:
-                for split in ("val", "test"):
-                    run.trial.set_user_attr(
-                        split,
-                        {
-                            k: Table.metric_at(run.row, split, k, step)
-                            for k in METRIC_KEYS
-                            if k in run.row[split]
-                        },
-                    )
-                feasible = bool(run.trial.user_attrs.get("feasible", True))
-                finish(run, t, TrialState.COMPLETE, objective_values(spec, acc, run.cost_attrs), feasible)
-        start(t)
-    return out
+    rows = check_table(spec, table)
+    warm_rows = warm_portfolio(spec) if warm else []
+    replay = _Replay(
+        spec, table, arm=Arm(sampler, stopping, warm), seed=seed, rows=rows, scales=time_scales(table, clock),
+        budget=Budget(n_trials=n_trials, timeout_s=timeout_s, workers=workers, speed=speed), warm=warm_rows,
+    )  # fmt: skip
+    return replay.run()
 
 
-_NEVER = 1e9
+def warm_portfolio(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The spec's warm-start portfolio (from ``study.warm_start``, whatever table is replayed)."""
+    if not spec.warm_start:
+        raise TableError("--warm: the spec has no study.warm_start table to choose a portfolio from")
+    return warm_start_rows(spec)
 
 
-def _arm(sampler: str, stopping: str) -> str:
-    return f"{sampler}/{stopping}"
-
-
-def _hv_at(records: list[dict[str, Any]], t: float) -> float:
-    """Hypervolume of a study at simulated time ``t`` (0 before its first result)."""
-    hv = 0.0
-    for r in records:
-        if r["end"] > t:
-            break
-        hv = r["hypervolume"]
-    return hv
-
-
-def _quartiles(fracs: list[float]) -> list[str]:
-    """Median and quartiles of time fractions; "never" (inf) stays "never" instead of becoming NaN."""
-    if not fracs:
-        return ["n/a"] * 3
-    q = np.quantile(np.minimum(fracs, _NEVER), [0.5, 0.25, 0.75], method="inverted_cdf")  # observed values
-    return ["never" if x >= _NEVER / 2 else f"{x:.2f}" for x in q]
-
-
-def _baseline_hv(spec: Any, recs: list[dict[str, Any]]) -> float:
-    """Hypervolume of the baseline's result alone (0 without a feasible baseline)."""
-    base = [r["values"] for r in recs if r["role"] == "baseline" and r["values"] is not None]
-    if not base:
-        return 0.0
+def table_best(spec: Any, table: Table, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """(hypervolume, best search val) of everything the table holds for this spec: its family rows, the
+    spec's baseline rows and the warm-start rows, feasible and inside the region of interest — what a
+    study that trained the whole table would reach. The yardsticks of :func:`summarise`."""
+    ref_val = reference_val(spec, table)
+    regions = table.regions(spec.objectives, ref_val)
+    fixed = [table.fixed(resolve_config(spec, {}, overrides=f["overrides"])) for f in fixed_trials(spec)]
+    extra = [r for r in table.rows if r.get("role") == "warm"]
+    points, best = [], -math.inf
+    for r in [*rows, *extra, *(f for f in fixed if f is not None)]:
+        if not r.get("trained") or regions.get(r["index"]) != "in":
+            continue
+        costs = _costs(table, r)
+        if any(v > 0 for v in constraint_values(costs, spec.constraints).values()):
+            continue
+        acc = Table.final(r, spec.objectives.accuracy)
+        cost = {"params": costs.params, "flops": costs.flops, "latency_ms": costs.latency.median_ms}
+        points.append([acc, *(float(cost[m]) for m in spec.objectives.minimize)])
+        if r.get("role") != "baseline":
+            best = max(best, acc)
     reference = [spec.hypervolume_reference[n] for n in ["accuracy", *spec.objectives.minimize]]
-    return hypervolume(np.array(base), spec.objectives.directions, reference)
+    hv = hypervolume(np.array(points), spec.objectives.directions, reference) if points else 0.0
+    return hv, best
+
+
+def _per_seed(recs: list[dict[str, Any]], best_hv: float) -> dict[str, Any]:
+    """One simulated study in numbers (see :func:`summarise`)."""
+    search = [r for r in recs if r["role"] == "search" and not r["skipped"]]
+    wins = [r["end"] for r in recs if r["beats"]]
+    vals = [r["values"][0] for r in search if r["values"] is not None]
+    rows = [r["row"] for r in search]
+    return {
+        "win_s": min(wins) if wins else None,
+        "best_val": max(vals) if vals else math.nan,
+        "hv_share": recs[-1]["hypervolume"] / best_hv if recs and best_hv > 0 else math.nan,
+        "trained": len(search),
+        "skipped": sum(r["skipped"] for r in recs),
+        "pruned": sum(r["state"] == "PRUNED" for r in search),
+        "repeats": len(rows) - len(set(rows)),
+        "end_s": recs[-1]["end"] if recs else 0.0,
+    }
 
 
 def summarise(
-    spec: Any, results: dict[tuple[str, str], list[list[dict[str, Any]]]], *, default: tuple[str, str]
-) -> list[str]:
-    """A table, one line per arm, against its sampler's no-stopping arm with the same seed.
+    spec: Any,
+    table: Table,
+    results: dict[Arm, list[list[dict[str, Any]]]],
+    *,
+    default: Arm,
+    rows: list[dict[str, Any]],
+    budget_s: float | None,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """A table, one line per arm, over its seeds; and the same figures as a dict per arm name.
 
-    Columns: the median (and IQR) share of the no-stopping arm's time needed to reach 95% of its final
-    hypervolume; the same for 95% of what the search adds to the baseline's hypervolume (the baseline
-    runs first in every arm and can hold most of the volume alone, which makes the first figure
-    trivially small); final hypervolume and the time the whole budget took, relative to no stopping,
-    and hypervolume against no stopping at the time this arm finished (what stopping buys in a study
-    limited by time); trials stopped; trials that landed on
-    a row already used in the same study; and hypervolume against random search without stopping at
-    the same simulated time (median ratio, seeds where higher), then the same for the gain over the
-    baseline's hypervolume (the ratio the baseline's share does not squash towards 1).
-
-    Args:
-        spec: the StudySpec (hypervolume reference).
-        results: (sampler, stopping) → per-seed finishing records of :func:`simulate_study`.
-        default: the (sampler, stopping) arm the spec's defaults would run.
+    Columns: seeds in which a search trial whose val beats the reference baseline's completed (within the
+    budget: no trial starts after the deadline), the median time to the first such trial (over the seeds
+    that have one); the median best search val and the seeds whose best is within 0.01 of the table's
+    best row; the final hypervolume of the region of interest as a share of the table's best (median,
+    IQR); median search trials trained and over-budget draws skipped; the share of trained trials
+    stopped early and of trials that landed on a row already used; the median study time.
     """
+    best_hv, best_val = table_best(spec, table, rows)
     lines = [
-        f"{'arm':<26} {'95% of HV':>9} {'IQR':>11} {'never':>5}  {'95% of gain':>11} {'IQR':>11} "
-        f"{'never':>5}  {'final HV':>8} {'time':>5} {'HV@time':>7} {'pruned':>6} {'repeats':>7}  "
-        "vs random/none at equal time: HV, gain",
+        f"{'arm':<24} {'beats baseline':>14} {'first (min)':>11} {'best val':>8} {'~best':>6} "
+        f"{'HV share':>8} {'IQR':>11} {'trained':>7} {'skipped':>7} {'pruned':>6} {'repeats':>7} {'min':>5}"
     ]
-    shares = []
-    for (sampler, stopping), per_seed in results.items():
-        full = results.get((sampler, "none"))
-        rand = results.get(("random", "none"))
-        fracs, gains, finals, used, ratios, wins, own = [], [], [], [], [], 0, []
-        gain_ratios, gain_wins = [], 0
-        pruned = repeats = total = 0
-        for k, recs in enumerate(per_seed):
-            total += len(recs)
-            pruned += sum(r["state"] == "PRUNED" for r in recs)
-            seen: set[int] = set()
-            for r in recs:
-                repeats += r["role"] == "search" and r["row"] in seen
-                seen.add(r["row"])
-            if full is not None and full[k][-1]["hypervolume"] > 0:  # else nothing feasible to reach
-                ref, t_full = full[k][-1]["hypervolume"], full[k][-1]["end"]
-                base = _baseline_hv(spec, full[k])
-                if stopping == "none":
-                    shares.append(base / ref)
-                for out, bar in ((fracs, 0.95 * ref), (gains, base + 0.95 * (ref - base))):
-                    t95 = next((r["end"] for r in recs if r["hypervolume"] >= bar), math.inf)
-                    out.append(t95 / t_full if t_full > 0 else math.inf)
-                finals.append(recs[-1]["hypervolume"] / ref)
-                used.append(recs[-1]["end"] / t_full)
-                own.append(recs[-1]["hypervolume"] / max(_hv_at(full[k], recs[-1]["end"]), 1e-300))
-            if rand is not None:
-                mine, theirs = recs[-1]["hypervolume"], _hv_at(rand[k], recs[-1]["end"])
-                wins += mine > theirs
-                ratios.append(mine / theirs if theirs > 0 else math.inf)
-                base = _baseline_hv(spec, recs)
-                gain_wins += mine - base > theirs - base
-                gain_ratios.append((mine - base) / (theirs - base) if theirs > base else math.inf)
-        f, g = _quartiles(fracs), _quartiles(gains)
-        name = _arm(sampler, stopping) + (" (default)" if (sampler, stopping) == default else "")
+    figures: dict[str, dict[str, Any]] = {}
+    for arm, per_seed in results.items():
+        seeds = [_per_seed(recs, best_hv) for recs in per_seed]
+        wins = [s["win_s"] / 60 for s in seeds if s["win_s"] is not None]
+        near = sum(s["best_val"] >= best_val - 0.01 for s in seeds)
+        hv = np.array([s["hv_share"] for s in seeds])
+        trained = sum(s["trained"] for s in seeds)
+        f = {
+            "seeds": len(seeds), "beats": len(wins), "first_win_min": float(np.median(wins)) if wins else None,
+            "best_val": float(np.nanmedian([s["best_val"] for s in seeds])), "near_best": near,
+            "hv_share": float(np.nanmedian(hv)), "hv_iqr": [float(x) for x in np.nanquantile(hv, [0.25, 0.75])],
+            "trained": float(np.median([s["trained"] for s in seeds])),
+            "skipped": float(np.median([s["skipped"] for s in seeds])),
+            "pruned": sum(s["pruned"] for s in seeds) / max(1, trained),
+            "repeats": sum(s["repeats"] for s in seeds) / max(1, trained),
+            "minutes": float(np.median([s["end_s"] for s in seeds])) / 60,
+        }  # fmt: skip
+        figures[arm.name] = f
+        name = arm.name + (" (default)" if arm == default else "")
+        first = f"{f['first_win_min']:.0f}" if wins else "never"
         lines.append(
-            f"{name:<26} {f[0]:>9} {f[1] + '-' + f[2]:>11} {sum(map(math.isinf, fracs)):>5}  "
-            f"{g[0]:>11} {g[1] + '-' + g[2]:>11} {sum(map(math.isinf, gains)):>5}  "
-            f"{(f'{np.median(finals):.3f}' if finals else 'n/a'):>8} "
-            f"{(f'{np.median(used):.2f}' if used else 'n/a'):>5} {(f'{np.median(own):.3f}' if own else 'n/a'):>7} "
-            f"{pruned / max(1, total):>6.0%} "
-            f"{repeats / max(1, total):>7.0%}  x{np.median(ratios):.3f}, higher in {wins}/{len(per_seed)}; "
-            f"x{np.median(gain_ratios):.2f}, higher in {gain_wins}/{len(per_seed)}"
+            f"{name:<24} {f'{len(wins)}/{len(seeds)}':>14} {first:>11} {f['best_val']:>8.3f} "
+            f"{f'{near}/{len(seeds)}':>6} {f['hv_share']:>8.3f} {f['hv_iqr'][0]:>5.3f}-{f['hv_iqr'][1]:<5.3f} "
+            f"{f['trained']:>7.0f} {f['skipped']:>7.0f} {f['pruned']:>6.0%} {f['repeats']:>7.0%} {f['minutes']:>5.0f}"
         )
-    if shares:
-        lines.append(
-            f"the baseline alone holds a median {np.median(shares):.0%} of the no-stopping final hypervolume"
-        )
-    return lines + _head_to_head(spec, results, default)
-
-
-def _head_to_head(
-    spec: Any, results: dict[tuple[str, str], list[list[dict[str, Any]]]], default: tuple[str, str]
-) -> list[str]:
-    """The default arm against every other arm with the same stopping rule, seed by seed, on the gain
-    over the baseline at the earlier of the two finishing times: which sampler to default to."""
-    mine = results.get(default)
-    if mine is None:
-        return []
-    lines = []
-    for (sampler, stopping), per_seed in results.items():
-        if stopping != default[1] or (sampler, stopping) == default:
-            continue
-        wins, ratios = 0, []
-        for a, b in zip(mine, per_seed, strict=True):
-            t, base = min(a[-1]["end"], b[-1]["end"]), _baseline_hv(spec, a)
-            ga, gb = _hv_at(a, t) - base, _hv_at(b, t) - base
-            wins += ga > gb
-            ratios.append(ga / gb if gb > 0 else math.inf)
-        lines.append(
-            f"default {_arm(*default)} vs {_arm(sampler, stopping)} at equal time (gain over the baseline): "
-            f"x{np.median(ratios):.2f}, higher in {wins}/{len(mine)}"
-        )
-    return lines
+    budget = f"{budget_s / 60:.0f} min" if budget_s else "no deadline"
+    lines.append(
+        f"table: {sum(bool(r.get('trained')) for r in rows)} trained rows of this space; reference baseline val "
+        f"{reference_val(spec, table) or math.nan:.3f}; best row val {best_val:.3f}; budget {budget}"
+    )
+    return lines, figures
 
 
 def simulate(
@@ -463,11 +609,14 @@ def simulate(
     table: Table,
     *,
     seeds: int,
-    workers: int,
     out_dir: str | Path,
+    workers: int | None = None,
+    threads: int | None = None,
     n_trials: int | None = None,
+    timeout_s: float | None = -1.0,
     samplers: tuple[str, ...] = SAMPLERS,
     stoppings: tuple[str, ...] | None = None,
+    warm: tuple[bool, ...] | None = None,
     progress: bool = True,
     clock: str = "wall",
 ) -> list[str]:
@@ -477,87 +626,111 @@ def simulate(
         spec: the StudySpec.
         table: its learning-curve table.
         seeds: studies per arm (sampler seeds ``spec.seed + 0 .. seeds - 1``).
-        workers: asynchronous workers per study.
         out_dir: output folder (created).
+        workers: asynchronous workers per study (default: the spec's ``study.jobs``).
+        threads: torch threads per worker (default: what `search run` gives each of ``workers`` on the
+            2-core machine class of the tables, 2 // workers); with ``workers`` it picks :data:`SPEED`.
         n_trials: trials per study (default ``spec.n_trials``).
+        timeout_s: deadline for starting trials (default -1: the spec's ``timeout_min``; None: none).
         samplers: samplers to compare.
-        stoppings: ``"none"`` and rules (default: none, mo-asha and the spec's default rule).
+        stoppings: ``"none"`` and rules (default: none, mo-asha and the spec's rule).
+        warm: warm start off/on arms (default: both when the spec names a warm-start table, else off).
         progress: print one line per finished arm.
         clock: ``"wall"`` or ``"cpu"`` (:func:`time_scales`).
 
     Returns:
         The summary lines (:func:`summarise`).
     """
-    from search.report.plots import simulation_plot
-    from search.spec.schema import DEFAULT_STOPPING_RULE
-
-    check_table(spec, table)
+    rows = check_table(spec, table)
     time_scales(table, clock)  # refuse a clock the table cannot give before simulating anything
+    workers = workers or spec.jobs
+    threads = threads or max(1, MACHINE_CORES // workers)
     n_trials = n_trials or spec.n_trials
-    if not n_trials:
-        raise TableError("--n-trials: the spec sets no study.n_trials; give --n-trials")
-    stoppings = stoppings or tuple(dict.fromkeys(("none", "mo-asha", DEFAULT_STOPPING_RULE)))
+    timeout_s = spec.timeout_s if timeout_s == -1.0 else timeout_s
+    if not n_trials and not timeout_s:
+        raise TableError("--n-trials: the spec sets no study.n_trials or timeout_min; give --n-trials")
     es = spec.early_stopping
-    default = (spec.sampler, es.rule if es.enabled and es.rungs else "none")
+    rule = es.rule if es.enabled and es.rungs else "none"
+    stoppings = stoppings or tuple(dict.fromkeys(("none", "mo-asha", rule)))
+    warm = warm if warm is not None else ((False, True) if spec.warm_start else (False,))
+    default = Arm(spec.sampler, rule, bool(spec.warm_start))
+    speed = speed_for(workers, threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for sampler in samplers:
-        for stopping in stoppings:
-            results[(sampler, stopping)] = [
-                simulate_study(
-                    spec,
-                    table,
-                    sampler=sampler,
-                    stopping=stopping,
-                    seed=spec.seed + k,
-                    workers=workers,
-                    n_trials=n_trials,
-                    clock=clock,
-                )  # fmt: skip
-                for k in range(seeds)
-            ]
-            if progress:
-                print(f"simulated {_arm(sampler, stopping)}: {seeds} studies", flush=True)
+    results: dict[Arm, list[list[dict[str, Any]]]] = {}
+    for arm in (Arm(s, r, w) for s in samplers for r in stoppings for w in warm):
+        results[arm] = [
+            simulate_study(
+                spec,
+                table,
+                sampler=arm.sampler,
+                stopping=arm.stopping,
+                seed=spec.seed + k,
+                workers=workers,
+                n_trials=n_trials,
+                clock=clock,
+                timeout_s=timeout_s,
+                speed=speed,
+                warm=arm.warm,
+            )  # fmt: skip
+            for k in range(seeds)
+        ]
+        if progress:
+            print(f"simulated {arm.name}: {seeds} studies", flush=True)
+    lines, figures = summarise(spec, table, results, default=default, rows=rows, budget_s=timeout_s)
+    best_hv, _ = table_best(spec, table, rows)
+    _write_csvs(spec, results, default, out, best_hv)
+    curves = {
+        arm.name: [
+            [(r["end"], r["hypervolume"] / best_hv if best_hv > 0 else 0.0) for r in recs]
+            for recs in per_seed
+        ]
+        for arm, per_seed in results.items()
+    }
+    simulation_plot(curves, out / "simulate.png", default=default.name, budget_s=timeout_s)
+    (out / "simulate_summary.json").write_text(
+        json.dumps(
+            {
+                "workers": workers,
+                "threads": threads,
+                "speed": speed,
+                "n_trials": n_trials,
+                "timeout_s": timeout_s,
+                "seeds": seeds,
+                "clock": clock,
+                "default": default.name,
+                "arms": figures,
+            },
+            indent=1,
+        )  # fmt: skip
+    )
+    head = f"{workers} worker(s) x {threads} thread(s), clock factor {speed:.2f}, {n_trials} trials"
+    return [head, *lines]
+
+
+def _write_csvs(
+    spec: Any, results: dict[Arm, list[list[dict[str, Any]]]], default: Arm, out: Path, best_hv: float
+) -> None:
     names = ["accuracy", *spec.objectives.minimize]
     with (
         open(out / "simulate.csv", "w", newline="") as f,
         open(out / "simulate_trials.csv", "w", newline="") as g,
     ):
-        w = csv.writer(f)
-        w.writerow(["arm", "sampler", "stopping", "seed", "sim_time_s", "hypervolume", "is_default"])
-        wt = csv.writer(g)
-        wt.writerow(
-            [
-                "arm",
-                "seed",
-                "trial",
-                "role",
-                "row",
-                "distance",
-                "state",
-                "stop_rung",
-                "start_s",
-                "end_s",
-                *names,
-            ]
+        w, wt = csv.writer(f), csv.writer(g)
+        w.writerow(
+            ["arm", "sampler", "stopping", "seed", "sim_time_s", "hypervolume", "is_default", "hv_share"]
         )
-        for (sampler, stopping), per_seed in results.items():
-            is_default = int((sampler, stopping) == default)
+        wt.writerow(["arm", "seed", "trial", "role", "row", "distance", "state", "stop_rung", "start_s", "end_s",
+                     *names, "region", "warm", "skipped", "beats"])  # fmt: skip
+        for arm, per_seed in results.items():
             for k, recs in enumerate(per_seed):
                 for r in recs:
                     if r["state"] in ("COMPLETE", "PRUNED"):
-                        w.writerow([_arm(sampler, stopping), sampler, stopping, spec.seed + k,
-                                    f"{r['end']:.3f}", f"{r['hypervolume']:.6g}", is_default])  # fmt: skip
-                    wt.writerow([_arm(sampler, stopping), spec.seed + k, r["trial"], r["role"], r["row"],
-                                 f"{r['distance']:.3f}", r["state"], r["stop_rung"] or "", f"{r['start']:.3f}",
-                                 f"{r['end']:.3f}", *(r["values"] or [""] * len(names))])  # fmt: skip
-    curves = {
-        _arm(*arm): [[(r["end"], r["hypervolume"]) for r in recs] for recs in per_seed]
-        for arm, per_seed in results.items()
-    }
-    floors = [_baseline_hv(spec, recs) for per_seed in results.values() for recs in per_seed]
-    floor = float(np.median(floors)) if floors else None
-    simulation_plot(curves, out / "simulate.png", default=_arm(*default), floor=floor)
-    return summarise(spec, results, default=default)
+                        w.writerow([arm.name, arm.sampler, arm.stopping, spec.seed + k, f"{r['end']:.3f}",
+                                    f"{r['hypervolume']:.6g}", int(arm == default),
+                                    f"{r['hypervolume'] / best_hv if best_hv > 0 else 0:.4f}"])  # fmt: skip
+                    wt.writerow([arm.name, spec.seed + k, r["trial"], r["role"], r["row"], f"{r['distance']:.3f}",
+                                 r["state"], r["stop_rung"] or "", f"{r['start']:.3f}", f"{r['end']:.3f}",
+                                 *(r["values"] or [""] * len(names)), r["region"] or "", int(r["warm"]),
+                                 int(r["skipped"]), int(r["beats"])])  # fmt: skip

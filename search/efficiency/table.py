@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.task.plateau import left_plateau_step
+
 __all__ = [
     "FORMAT",
     "TableError",
@@ -208,6 +210,48 @@ class Table:
         if ref is None or not c.get("latency_ratio"):
             return float(c["latency_ms"])
         return float(c["latency_ratio"]) * ref
+
+    def constant_val(self, metric: str) -> float | None:
+        """The constant predictor's val ``metric`` on the recording's data (header ``constant``), or None."""
+        return ((self.header.get("constant") or {}).get("val") or {}).get(metric)
+
+    def reference_val(self, metric: str) -> float | None:
+        """The best final val ``metric`` among the trained baseline rows (the study's reference), or None."""
+        vals = [self.final(r, metric) for r in self.rows if r.get("role") == "baseline" and r.get("trained")]
+        vals = [v for v in vals if math.isfinite(v)]
+        return max(vals) if vals else None
+
+    @staticmethod
+    def final(row: Mapping[str, Any], metric: str, split: str = "val") -> float:
+        """The row's last recorded ``split`` ``metric`` (NaN when untrained, failed or not recorded)."""
+        values = (row.get(split) or {}).get(metric) or []
+        v = values[-1] if values and not row.get("failed") else None
+        return float("nan") if v is None else float(v)
+
+    def regions(self, objectives: Any, reference: float | None = None) -> dict[int, str]:
+        """Trained row index → ``"in"``, ``"plateau"`` or ``"below floor"``: the region of interest of
+        ``objectives`` (a spec's ``ObjectiveSpec``), as a live study's report judges its trials
+        (`search.report.records.region`), with the reference baseline's val ``reference`` (default: the
+        best baseline row). Without a recorded constant predictor nothing counts as plateau."""
+        metric = objectives.accuracy
+        reference = self.reference_val(metric) if reference is None else reference
+        constant, floor = self.constant_val(metric), objectives.accuracy_floor(reference)
+        out = {}
+        for r in self.rows:
+            if not r.get("trained"):
+                continue
+            v = self.final(r, metric)
+            curve = list(zip(r.get("steps") or [], (r.get("val") or {}).get(metric) or [], strict=False))
+            if (
+                constant is not None
+                and left_plateau_step([c for c in curve if c[1] is not None], constant) is None
+            ):
+                out[r["index"]] = "plateau"
+            elif not math.isfinite(v) or (floor is not None and v < floor):
+                out[r["index"]] = "below floor"
+            else:
+                out[r["index"]] = "in"
+        return out
 
     def fixed(self, config: Mapping[str, Any]) -> dict[str, Any] | None:
         """The row recorded with exactly this resolved config (fixed trials: the baseline), or None."""
