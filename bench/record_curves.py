@@ -322,6 +322,7 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     from search.efficiency.table import FORMAT, TableError, config_key, read_table, write_table
     from search.spec.space import resolve_config
     from search.study.setup import code_version, cpu_count, spec_data
+    from search.task.plateau import constant_metrics
 
     for name in ("n", "eval_every"):
         if getattr(args, name) < 1:
