@@ -41,25 +41,27 @@ def test_bundled_study_names() -> None:
 
 def test_default_study_contents() -> None:
     spec = load_spec(STUDIES[0].parent / "default.toml")
-    assert spec.sampler == "random" and spec.n_trials == 30 and spec.timeout_s == 18 * 60
+    assert spec.sampler == "random" and spec.n_trials == 30 and spec.timeout_s == 30 * 60 and spec.jobs == 2
     assert spec.data.dataset == "synthetic:medium" and spec.data.n_train == 8000
     assert spec.train == {"steps": 1000, "batch_size": 64, "warmup_steps": 100, "eval_every": 250}
-    assert spec.early_stopping.rungs == (250, 500) and spec.early_stopping.eta == 3
+    assert not spec.early_stopping.enabled
     assert spec.constraints.max_params == 3_000_000 and isinstance(spec.constraints.max_params, int)
-    assert spec.space["arch.patch_size"] == Dimension(kind="categorical", choices=(2, 4, 8))
-    assert spec.space["arch.num_stages"] == Dimension(kind="int", low=1, high=4)
+    # narrowed on the recorded table: patch 4 and a SimCC head on the 16x16 map are fixed, not searched
+    assert (
+        spec.model["patch_size"] == 4
+        and spec.model["head"]["kind"] == "simcc"
+        and spec.model["head"]["stage"] == 0
+    )
+    assert "arch.patch_size" not in spec.space and "head.kind" not in spec.space
+    assert spec.space["arch.num_stages"] == Dimension(kind="int", low=2, high=4)
+    assert spec.space["arch.embed_dim"] == Dimension(kind="categorical", choices=(32, 48))
     lr = spec.space["train.lr"]
-    # The lr-sanity range (issue 9): FocalNets + pool collapse onto the constant-predictor plateau at >= 4e-3.
-    assert lr.kind == "float" and lr.log and (lr.low, lr.high) == (1e-3, 4e-3)
-    assert spec.space["head.kind"].choices == ("heatmap", "simcc", "flatten")
-    assert spec.baseline_lrs == (1e-3, 2e-3, 4e-3, 6e-3) and spec.verify_seeds == 3
-    # Sampling order: patch size, then the stage layout, then the rest by name.
-    assert list(spec.space)[:4] == [
-        "arch.patch_size",
-        "arch.num_stages",
-        "arch.depth",
-        "arch.mid_depth_ratio",
-    ]
+    assert lr.kind == "float" and lr.log and (lr.low, lr.high) == (2e-3, 4e-3)
+    assert spec.baseline_lrs == (2e-3, 4e-3, 6e-3, 8e-3) and spec.verify_seeds == 3
+    assert spec.warm_start_path().endswith("bench/tables/default.jsonl.gz") and spec.warm_start_trials == 3
+    assert spec.objectives.floor is None and spec.objectives.floor_below_baseline == 0.10
+    # Sampling order: the stage layout first, then the rest by name.
+    assert list(spec.space)[:3] == ["arch.num_stages", "arch.depth", "arch.mid_depth_ratio"]
 
 
 def test_quick_and_variants_studies() -> None:
