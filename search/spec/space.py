@@ -30,6 +30,7 @@ import functools
 import itertools
 from typing import Any
 
+from focalnet.config import fold_legacy_head_keys
 from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
 
 __all__ = ["BASELINE_OVERRIDES", "VARIANTS", "check_space", "fixed_trials", "resolve_config", "sample_params"]
@@ -134,12 +135,8 @@ def _per_stage_tidy(fn: dict[str, Any]) -> None:
 
 
 def _fixed_head(spec: StudySpec) -> dict[str, Any]:
-    """``[model] head`` as a dict, with the old ``head_hidden`` / ``head_dropout`` keys folded in."""
-    head = copy.deepcopy(dict(spec.model.get("head", {})))
-    for old, new in (("head_hidden", "hidden"), ("head_dropout", "dropout")):
-        if old in spec.model:
-            head[new] = copy.deepcopy(spec.model[old])
-    return head
+    """``[model] head`` as a new dict, with the legacy top-level head keys folded in."""
+    return copy.deepcopy(fold_legacy_head_keys(spec.model))
 
 
 def _fixed_value(spec: StudySpec, name: str) -> Any:
