@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from focalnet import ModelConfig, build_model, count_flops, count_params
+from search.task.train import resolve_device
 
 __all__ = [
     "Latency",
@@ -34,7 +35,6 @@ __all__ = [
     "measure_latency",
     "measure_costs",
     "constraint_values",
-    "resolve_device",
 ]
 
 # Constraint name in the spec -> (Costs attribute reader, key reported to optuna).
@@ -146,20 +146,6 @@ class Costs:
         out["baseline_latency_ms"] = self.baseline_latency_ms
         out["latency_ratio"] = self.latency_ratio
         return out
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; anything else is passed to ``torch.device``.
-
-    Args:
-        device: device string.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 def _on_device(model: nn.Module, dev: torch.device) -> bool:

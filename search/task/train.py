@@ -154,10 +154,22 @@ class TrainResult:
     test_eval_s: float = 0.0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+def resolve_device(device: str) -> torch.device:
+    """The torch device of a device string; the one device resolution of training and latency timing.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:<n>"``.
+
+    Raises:
+        ValueError: a CUDA device was asked for on a machine without CUDA (one line, not torch's error
+            from deep inside the first ``.to(device)``).
+    """
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} requested but CUDA is not available")
+    return dev
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
