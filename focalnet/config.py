@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FocalNetConfig", "BaselineConfig", "HeadConfig", "ModelConfig", "max_stages"]
+__all__ = [
+    "FocalNetConfig",
+    "BaselineConfig",
+    "HeadConfig",
+    "ModelConfig",
+    "max_stages",
+    "LEGACY_HEAD_KEYS",
+    "fold_legacy_head_keys",
+]
 
 CONTEXTS = ("sequential", "independent")
 BACKBONES = ("focalnet", "baseline")
@@ -334,26 +343,47 @@ class HeadConfig:
         return _from_flat_dict(cls, d)
 
 
-#: Top-level keys of older stored ModelConfigs, read into ``head`` by :meth:`ModelConfig.from_dict`.
+#: Top-level keys of configs, checkpoints and specs written before the head had its own config: the old
+#: spelling of ``head.hidden`` / ``head.dropout``. :func:`fold_legacy_head_keys` is the one place that reads them.
 LEGACY_HEAD_KEYS = {"head_hidden": "hidden", "head_dropout": "dropout"}
 
 
-def _head_from_dict(d: dict[str, Any]) -> HeadConfig:
-    """``d["head"]`` (a HeadConfig or its dict) with the legacy top-level keys of ``d`` folded in."""
-    head = d.get("head", {})
+def fold_legacy_head_keys(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The head fields of a model mapping, with its legacy top-level head keys folded in.
+
+    Args:
+        model: a ``ModelConfig`` dict or a spec's ``[model]`` table. ``model["head"]`` (optional) is a
+            ``HeadConfig`` or its dict; ``head_hidden`` / ``head_dropout`` are read as ``hidden`` / ``dropout``.
+
+    Returns:
+        A new dict of ``HeadConfig`` fields (the values themselves are not copied).
+
+    Raises:
+        ValueError: the head is not a mapping, or a legacy key and its new spelling are both given
+            (``"head_hidden: conflicts with head.hidden; give one or the other"``).
+    """
+    head = model.get("head", {})
     if isinstance(head, HeadConfig):
         head = head.to_dict()
     if not isinstance(head, dict):
         raise ValueError(f"head: must be a mapping of HeadConfig fields, got {type(head).__name__}")
-    legacy = {old: new for old, new in LEGACY_HEAD_KEYS.items() if old in d}
-    for old, new in legacy.items():
-        if new in head:
-            raise ValueError(f"{old}: conflicts with head.{new}; give one or the other")
+    folded = dict(head)
+    for old, new in LEGACY_HEAD_KEYS.items():
+        if old in model:
+            if new in head:
+                raise ValueError(f"{old}: conflicts with head.{new}; give one or the other")
+            folded[new] = model[old]
+    return folded
+
+
+def _head_from_dict(d: dict[str, Any]) -> HeadConfig:
+    """The HeadConfig of a ModelConfig dict; an error in a legacy key names that key, as the caller wrote it."""
+    head = fold_legacy_head_keys(d)
     try:
-        return HeadConfig.from_dict({**head, **{new: d[old] for old, new in legacy.items()}})
-    except ValueError as e:  # name the field by the key the caller used
+        return HeadConfig.from_dict(head)
+    except ValueError as e:
         field_name = str(e).partition(":")[0]
-        old = next((o for o, n in legacy.items() if n == field_name), None)
+        old = next((o for o, n in LEGACY_HEAD_KEYS.items() if n == field_name and o in d), None)
         raise ValueError(str(e).replace(field_name, old, 1) if old else f"head.{e}") from None
 
 
@@ -443,7 +473,7 @@ class ModelConfig:
         """Build from a (possibly partial) nested dict; missing keys take their defaults.
 
         The top-level ``head_hidden`` / ``head_dropout`` of configs stored before the head had its own
-        config are read as ``head.hidden`` / ``head.dropout``."""
+        config are read as ``head.hidden`` / ``head.dropout`` (:func:`fold_legacy_head_keys`)."""
         _check_keys(
             cls, {k: v for k, v in d.items() if k not in LEGACY_HEAD_KEYS} if isinstance(d, dict) else d
         )

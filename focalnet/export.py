@@ -129,7 +129,7 @@ def export_onnx(
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:  # optional dependencies
         raise ImportError(f"export_onnx needs {', '.join(missing)}: pip install 'focalnet-search[onnx]'")
-    import onnx
+    import onnx  # optional extra ([onnx]): checked above
 
     path = Path(path)
     model = _eval_copy(model)

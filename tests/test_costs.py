@@ -128,3 +128,21 @@ def test_thread_clock() -> None:
         measure_latency(model, img_size=16, threads=2, clock="thread")
     with pytest.raises(ValueError, match="^clock"):
         measure_latency(model, img_size=16, clock="cycles")
+
+
+def test_one_device_resolution_for_training_and_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`search.task.train.resolve_device` is the only one: "auto" falls back to the CPU, and a CUDA device
+    asked for on a machine without CUDA is one ValueError, in latency timing and in training alike."""
+    from search.efficiency import costs
+    from search.task import train as train_module
+
+    assert costs.resolve_device is train_module.resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train_module.resolve_device("auto") == torch.device("cpu")
+    assert train_module.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^device: 'cuda:1' requested but CUDA is not available$"):
+        train_module.resolve_device("cuda:1")
+    with pytest.raises(ValueError, match=r"^device: 'cuda' requested"):
+        measure_latency(build_model(TINY_FOCAL), img_size=32, device="cuda", **FAST)
+    with pytest.raises(ValueError, match=r"^device: 'cuda' requested"):  # refused before the data is read
+        train_module.train(TINY_FOCAL, {"steps": 2, "warmup_steps": 0, "device": "cuda"}, data=None)

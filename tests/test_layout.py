@@ -1,9 +1,11 @@
 """The house rules: the task package knows nothing of Optuna/MLflow, no two modules import each other,
-and the sub-packages of `search` form layers that import only downward."""
+the sub-packages of `search` form layers that import only downward, no function runs over 120 lines, and
+the legacy head keys are read in one place."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +200,73 @@ def test_every_imported_package_is_declared() -> None:
         if not {d.lower().replace("_", "-") for d in dists.get(module, [module])} & declared
     }
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+#: Short, single-purpose functions (issue 21): no function or method in focalnet/ or search/ is longer.
+MAX_FUNCTION_LINES = 120
+
+
+def _long_functions(limit: int, *folders: str) -> list[str]:
+    """``"path: name (N lines)"`` for every function longer than ``limit`` lines (``def`` to its last line)."""
+    out = []
+    for path in sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    out.append(f"{path.relative_to(ROOT)}: {node.name} ({n} lines)")
+    return out
+
+
+def test_no_function_over_120_lines() -> None:
+    long = _long_functions(MAX_FUNCTION_LINES, "focalnet", "search")
+    assert long == [], f"split these into named steps: {long}"
+
+
+#: The legacy top-level head keys (``head_hidden`` / ``head_dropout``, before the head had its own config)
+#: are read in one place: `focalnet.config.fold_legacy_head_keys`, next to `LEGACY_HEAD_KEYS`.
+LEGACY_HEAD_KEY_RE = re.compile(r"\bhead_(hidden|dropout)\b")
+LEGACY_HEAD_KEY_HOME = "focalnet/config.py"
+#: `python -m focalnet describe --head-hidden N` sets head.hidden: argparse names its dest after the flag.
+LEGACY_HEAD_KEY_ALLOWED = {("focalnet/__main__.py", "head_hidden")}
+
+
+def _legacy_head_key_uses(source: str, rel: str) -> list[str]:
+    """String constants (docstrings aside) in ``source`` that spell a legacy head key, as ``"rel:line: text"``."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    constants = sorted(
+        (node for node in ast.walk(tree) if isinstance(node, ast.Constant)),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    return [
+        f"{rel}:{node.lineno}: {node.value!r}"
+        for node in constants
+        if isinstance(node.value, str)
+        and id(node) not in docstrings
+        and LEGACY_HEAD_KEY_RE.search(node.value)
+        and (rel, node.value) not in LEGACY_HEAD_KEY_ALLOWED
+    ]
+
+
+def test_legacy_head_keys_have_one_home() -> None:
+    uses = [
+        use
+        for folder in ("focalnet", "search")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (rel := path.relative_to(ROOT).as_posix()) != LEGACY_HEAD_KEY_HOME
+        for use in _legacy_head_key_uses(path.read_text(encoding="utf-8"), rel)
+    ]
+    assert uses == [], f"use focalnet.config.fold_legacy_head_keys / LEGACY_HEAD_KEYS instead: {uses}"
+
+
+def test_legacy_head_key_check_finds_a_use() -> None:
+    source = '"""Reads head_hidden."""\nx = d["head_dropout"]\ny = f"model.head_hidden[{i}]"\n'
+    assert _legacy_head_key_uses(source, "m.py") == ["m.py:2: 'head_dropout'", "m.py:3: 'model.head_hidden['"]

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from focalnet import FocalNetConfig, ModelConfig, build_model, max_stages
+from focalnet.config import fold_legacy_head_keys
 from search.spec.parse import SpecError, StudySpec, load_spec, parse_spec
 from search.spec.space import (
     BASELINE_OVERRIDES,
@@ -234,6 +235,29 @@ def test_head_dimensions_sample_clip_and_resolve() -> None:
         seen.add((params["head.kind"], n + params["head.stage"]))
         study.tell(trial, 0.0)
     assert {k for k, _ in seen} == {"pool", "flatten", "heatmap", "simcc"} and len(seen) > 8
+
+
+def test_legacy_head_keys_mean_the_same_through_every_path() -> None:
+    """``head_hidden`` / ``head_dropout`` (before the head had its own config) read as ``head.hidden`` /
+    ``head.dropout`` in a spec, in its fixed trials and in a stored ModelConfig dict, all through
+    `focalnet.config.fold_legacy_head_keys`."""
+    old = parse(MINIMAL + "[model]\nhead_hidden = [32]\nhead_dropout = 0.1\n")
+    new = parse(MINIMAL + "[model]\nhead = { hidden = [32], dropout = 0.1 }\n")
+    assert resolve_config(old, {}) == resolve_config(new, {})
+    (baseline,) = fixed_trials(old)
+    assert resolve_config(old, {}, overrides=baseline["overrides"]) == resolve_config(
+        new, {}, overrides=baseline["overrides"]
+    )
+    stored = {"backbone": "focalnet", "head_hidden": [32], "head_dropout": 0.1}
+    resolved = ModelConfig.from_dict(resolve_config(old, {})["model"])
+    assert (
+        ModelConfig.from_dict(stored).head
+        == resolved.head
+        == ModelConfig.from_dict({"head": {"hidden": [32], "dropout": 0.1}}).head
+    )
+    assert fold_legacy_head_keys(stored) == {"hidden": [32], "dropout": 0.1}
+    with pytest.raises(ValueError, match=r"^head_dropout: conflicts with head\.dropout"):
+        fold_legacy_head_keys({"head_dropout": 0.1, "head": {"dropout": 0.2}})
 
 
 def test_model_head_table_and_baseline_keeps_its_head() -> None:

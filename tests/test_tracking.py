@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from search.tracking.params import redact_url
 from search.tracking.runs import (
     StudyTracker,
     default_artifact_location,
     default_tracking_uri,
     ensure_local_store,
     flatten_config,
-    redact_url,
     run_name,
 )
 

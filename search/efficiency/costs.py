@@ -17,7 +17,7 @@ import copy
 import gc
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from focalnet import ModelConfig, build_model, count_flops, count_params
+from search.task.train import resolve_device
 
 __all__ = [
     "Latency",
@@ -34,7 +35,6 @@ __all__ = [
     "measure_latency",
     "measure_costs",
     "constraint_values",
-    "resolve_device",
 ]
 
 # Constraint name in the spec -> (Costs attribute reader, key reported to optuna).
@@ -148,20 +148,6 @@ class Costs:
         return out
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; anything else is passed to ``torch.device``.
-
-    Args:
-        device: device string.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
-    return dev
-
-
 def _on_device(model: nn.Module, dev: torch.device) -> bool:
     tensors = [*model.parameters(), *model.buffers()]
     return all(t.device == dev for t in tensors)
@@ -235,34 +221,14 @@ def measure_latency(
 
     was_training = model.training
     prev_threads = torch.get_num_threads()
-    gc_was_enabled = gc.isenabled()
     model.eval()
     try:
         if threads > 0:
             torch.set_num_threads(threads)
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            sync()
-            # Calibrate: how many calls make one repeat last >= min_repeat_ms.
-            t0 = timer()
-            model(x)
-            sync()
-            one_ms = (timer() - t0) * 1e3
-            inner = max(1, math.ceil(min_repeat_ms / max(one_ms, 1e-6)))
-            gc.collect()
-            gc.disable()
-            times = np.empty(repeats, dtype=float)
-            for r in range(repeats):
-                sync()
-                t0 = timer()
-                for _ in range(inner):
-                    model(x)
-                sync()
-                times[r] = (timer() - t0) * 1e3 / inner
+        times, inner = _repeat_times(
+            model, x, sync=sync, timer=timer, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms
+        )
     finally:
-        if gc_was_enabled:
-            gc.enable()
         torch.set_num_threads(prev_threads)
         model.train(was_training)
 
@@ -279,6 +245,48 @@ def measure_latency(
         inner=int(inner),
         clock=clock,
     )
+
+
+def _repeat_times(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    sync: Callable[[], None],
+    timer: Callable[[], float],
+    warmup: int,
+    repeats: int,
+    min_repeat_ms: float,
+) -> tuple[np.ndarray, int]:
+    """Milliseconds per call of each timed repeat, and the calls per repeat (see :func:`measure_latency`).
+
+    Python's GC is paused while timing, so a collection cannot land in one repeat.
+    """
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        sync()
+        # Calibrate: how many calls make one repeat last >= min_repeat_ms.
+        t0 = timer()
+        model(x)
+        sync()
+        one_ms = (timer() - t0) * 1e3
+        inner = max(1, math.ceil(min_repeat_ms / max(one_ms, 1e-6)))
+        gc_was_enabled = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        try:
+            times = np.empty(repeats, dtype=float)
+            for r in range(repeats):
+                sync()
+                t0 = timer()
+                for _ in range(inner):
+                    model(x)
+                sync()
+                times[r] = (timer() - t0) * 1e3 / inner
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+    return times, inner
 
 
 def measure_costs(

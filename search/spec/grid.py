@@ -36,8 +36,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from focalnet.config import BaselineConfig, FocalNetConfig, HeadConfig
 from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, SpecError
 from search.spec.space import BASELINE_OVERRIDES, resolve_config
+from search.task.train import TrainConfig
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -101,9 +103,6 @@ def cell_name(cell: dict[str, Any], seed: int | None = None) -> str:
 
 def _factor_names() -> tuple[list[str], list[str]]:
     """(model factors: FocalNetConfig fields, derived names, ``head.*``, ``model.*``; ``train.*`` factors)."""
-    from focalnet import FocalNetConfig, HeadConfig
-    from search.task.train import TrainConfig
-
     arch = [f.name for f in dataclasses.fields(FocalNetConfig)] + list(DERIVED_ARCH)
     arch += [f"head.{f.name}" for f in dataclasses.fields(HeadConfig)] + [f"model.{k}" for k in MODEL_DIMS]
     train = [f"train.{f.name}" for f in dataclasses.fields(TrainConfig) if f.name != "seed"]
@@ -125,8 +124,6 @@ def _flatten_factors(spec: Any, table: Any) -> dict[str, Any]:
 
 
 def _parse_configs(spec: Any, table: Any) -> dict[str, dict[str, Any]]:
-    from focalnet import BaselineConfig, FocalNetConfig
-
     if table is None:
         return {}
     if not isinstance(table, dict):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from focalnet.config import LEGACY_HEAD_KEYS
 from search.task.data import DATA_KEYS
 
 __all__ = [
@@ -50,9 +51,9 @@ MINIMIZE_METRICS = ("params", "flops", "latency_ms")
 DATASET_SCHEMES = ("synthetic:", "npz:", "coco:")
 #: Architecture names that are not FocalNetConfig fields; they are turned into ``depths``.
 DERIVED_ARCH = ("num_stages", "depth", "mid_depth_ratio")
-#: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig (``head_hidden``/``head_dropout``:
-#: the pre-``head`` spelling of ``head.hidden``/``head.dropout``, still accepted).
-MODEL_KEYS = ("head", "coord_channels", "head_hidden", "head_dropout", "num_keypoints")
+#: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig (the legacy head keys: the
+#: pre-``head`` spelling of ``head.hidden``/``head.dropout``, still accepted).
+MODEL_KEYS = ("head", "coord_channels", *LEGACY_HEAD_KEYS, "num_keypoints")
 #: ``model.<name>`` search dimensions: ModelConfig fields that are neither the backbone nor the head.
 MODEL_DIMS = ("coord_channels",)
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"

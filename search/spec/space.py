@@ -28,9 +28,12 @@ import copy
 import dataclasses
 import functools
 import itertools
+import math
 from typing import Any
 
+from focalnet.config import FocalNetConfig, ModelConfig, fold_legacy_head_keys, max_stages
 from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
+from search.task.train import TrainConfig
 
 __all__ = [
     "BASELINE_OVERRIDES",
@@ -104,8 +107,6 @@ def _fixed_arch(spec: StudySpec) -> dict[str, Any]:
 
 
 def _base_depths(spec: StudySpec) -> tuple[int, ...]:
-    from focalnet import FocalNetConfig
-
     return tuple(spec.model.get("depths", _defaults(FocalNetConfig)["depths"]))
 
 
@@ -142,18 +143,12 @@ def _per_stage_tidy(fn: dict[str, Any]) -> None:
 
 
 def _fixed_head(spec: StudySpec) -> dict[str, Any]:
-    """``[model] head`` as a dict, with the old ``head_hidden`` / ``head_dropout`` keys folded in."""
-    head = copy.deepcopy(dict(spec.model.get("head", {})))
-    for old, new in (("head_hidden", "hidden"), ("head_dropout", "dropout")):
-        if old in spec.model:
-            head[new] = copy.deepcopy(spec.model[old])
-    return head
+    """``[model] head`` as a new dict, with the legacy top-level head keys folded in."""
+    return copy.deepcopy(fold_legacy_head_keys(spec.model))
 
 
 def _fixed_value(spec: StudySpec, name: str) -> Any:
     """The ``[model]`` value (or the FocalNetConfig default) of an arch field."""
-    from focalnet import FocalNetConfig
-
     return spec.model.get(name, _defaults(FocalNetConfig).get(name))
 
 
@@ -188,8 +183,6 @@ def _suggest(trial: Any, name: str, dim: Dimension, *, high: Any = None) -> Any:
 
 def _stage_cap(dim: Dimension, img_size: int, patch_size: int) -> int:
     """Highest reachable ``num_stages`` value for this patch size (respecting ``step``)."""
-    from focalnet import max_stages
-
     hi = min(dim.top(), max_stages(img_size, patch_size))
     step = dim.step or 1
     return dim.low + (hi - dim.low) // step * step
@@ -282,9 +275,6 @@ def contains(spec: StudySpec, params: dict[str, Any]) -> bool:
 
 def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) -> dict[str, Any]:
     """Like :func:`resolve_config` but raises the config classes' plain ``ValueError``."""
-    from focalnet import FocalNetConfig, ModelConfig
-    from search.task.train import TrainConfig
-
     fn_fields = {f.name for f in dataclasses.fields(FocalNetConfig)}
     fn = copy.deepcopy(_fixed_arch(spec))
     train = copy.deepcopy(spec.train)
@@ -477,29 +467,47 @@ def check_space(spec: StudySpec) -> None:
     the resolved config at the corners of the space (min/max of every dimension, every categorical
     choice, for each patch size; one dimension at a time if there are more than ``MAX_CORNERS``).
     Raises :class:`SpecError` naming the key.
-    """
-    from focalnet import max_stages
 
-    src = spec.source
+    Args:
+        spec: the parsed spec; its ``space``, ``[model]``, ``[train]`` and fixed trials are checked.
+    """
+    img_size = _checked_img_size(spec)
+    patches = _checked_patches(spec, img_size)
+    _check_stage_counts(spec, img_size, patches)
+    _check_layout_integers(spec)
+    _check_fixed_configs(spec)
+    _check_model_corners(spec, img_size, patches)
+    for name, dim in spec.space.items():  # train dimensions, one at a time
+        if name.startswith("train."):
+            for v in dim.extremes():
+                _check_point(spec, {name: v})
+
+
+def _checked_img_size(spec: StudySpec) -> int:
+    """``[model] img_size`` (or its default), refused unless a positive integer."""
     img_size = _fixed_value(spec, "img_size")
     if not isinstance(img_size, int) or isinstance(img_size, bool) or img_size < 1:
         raise SpecError(
-            f"{src}: model.img_size: must be an integer >= 1, got {img_size!r}", key="model.img_size"
+            f"{spec.source}: model.img_size: must be an integer >= 1, got {img_size!r}", key="model.img_size"
         )
+    return img_size
 
-    # Patch sizes and stage counts, with messages that say what is possible.
+
+def _patch_key(spec: StudySpec) -> str:
+    """The spec key that sets the patch size: the searched dimension, else ``[model] patch_size``."""
+    return "space.arch.patch_size" if "arch.patch_size" in spec.space else "model.patch_size"
+
+
+def _checked_patches(spec: StudySpec, img_size: int) -> list[Any]:
+    """Every patch size a trial can have (searched choices or the fixed one), each dividing ``img_size``."""
+    src, pkey = spec.source, _patch_key(spec)
     ps_dim = spec.space.get("arch.patch_size")
-    if ps_dim is not None:
-        if ps_dim.kind != "categorical":
-            raise SpecError(
-                f"{src}: space.arch.patch_size: must be categorical; allowed: {{choices = [...]}}",
-                key="space.arch.patch_size",
-            )
-        patches = list(ps_dim.choices)
-        pkey = "space.arch.patch_size"
-    else:
-        patches = [_fixed_value(spec, "patch_size")]
-        pkey = "model.patch_size"
+    if ps_dim is not None and ps_dim.kind != "categorical":
+        raise SpecError(
+            f"{src}: space.arch.patch_size: must be categorical; allowed: {{choices = [...]}}",
+            key="space.arch.patch_size",
+        )
+    patches = list(ps_dim.choices) if ps_dim is not None else [_fixed_value(spec, "patch_size")]
     divisors = [p for p in range(1, img_size + 1) if img_size % p == 0]
     for p in patches:
         if not isinstance(p, int) or isinstance(p, bool) or p < 1 or img_size % p:
@@ -507,6 +515,12 @@ def check_space(spec: StudySpec) -> None:
                 f"{src}: {pkey}: {p!r} does not divide img_size={img_size}; allowed: {', '.join(map(str, divisors))}",
                 key=pkey,
             )
+    return patches
+
+
+def _check_stage_counts(spec: StudySpec, img_size: int, patches: list[int]) -> None:
+    """The lowest searched (or the fixed) number of stages must fit every patch size."""
+    src = spec.source
     ns_dim = spec.space.get("arch.num_stages")
     if ns_dim is not None and ns_dim.kind != "int":
         raise SpecError(
@@ -522,19 +536,21 @@ def check_space(spec: StudySpec) -> None:
                     f"on {img_size} px (max {ms} stages)",
                     key="space.arch.num_stages",
                 )
-        else:
-            n = _fixed_num_stages(spec)
-            if n > ms:
-                key = (
-                    pkey
-                    if ps_dim is not None
-                    else ("model.num_stages" if "num_stages" in spec.model else "model.depths")
-                )
-                raise SpecError(
-                    f"{src}: {key}: arch.patch_size={p} on {img_size} px allows at most {ms} stages, "
-                    f"but the fixed layout has {n}; search arch.num_stages or use a smaller patch",
-                    key=key,
-                )
+            continue
+        n = _fixed_num_stages(spec)
+        if n > ms:
+            key = _patch_key(spec)
+            if key == "model.patch_size":
+                key = "model.num_stages" if "num_stages" in spec.model else "model.depths"
+            raise SpecError(
+                f"{src}: {key}: arch.patch_size={p} on {img_size} px allows at most {ms} stages, "
+                f"but the fixed layout has {n}; search arch.num_stages or use a smaller patch",
+                key=key,
+            )
+
+
+def _check_layout_integers(spec: StudySpec) -> None:
+    """``arch.depth`` and ``arch.mid_depth_ratio`` dimensions take integers >= 1 only."""
     for name in ("arch.depth", "arch.mid_depth_ratio"):
         d = spec.space.get(name)
         if d is None:
@@ -544,11 +560,13 @@ def check_space(spec: StudySpec) -> None:
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
         ):
             raise SpecError(
-                f"{src}: space.{name}: must be integers >= 1; allowed: {{low = 1, high = ..}} or {{choices = [1, 3]}}",
+                f"{spec.source}: space.{name}: must be integers >= 1; allowed: {{low = 1, high = ..}} or {{choices = [1, 3]}}",
                 key=f"space.{name}",
             )
 
-    # The fixed config alone, then the fixed trials.
+
+def _check_fixed_configs(spec: StudySpec) -> None:
+    """The fixed config alone, then every fixed trial (baseline, variants) on top of it."""
     _check_point(spec, {})
     for ft in fixed_trials(spec):
         key = "study.variants"
@@ -557,14 +575,19 @@ def check_space(spec: StudySpec) -> None:
         try:
             _resolve(spec, {}, ft["overrides"])
         except ValueError as e:
-            raise SpecError(f"{src}: {key}: {ft['name']!r} is invalid with this spec: {e}", key=key) from None
+            raise SpecError(
+                f"{spec.source}: {key}: {ft['name']!r} is invalid with this spec: {e}", key=key
+            ) from None
 
-    # Corners of the model space (backbone, head, coordinate channels), per patch size.
+
+def _check_model_corners(spec: StudySpec, img_size: int, patches: list[int]) -> None:
+    """Corners of the model space (backbone, head, coordinate channels), per patch size."""
     arch_dims = {
         n: d
         for n, d in spec.space.items()
         if n.startswith(("arch.", "head.", "model.")) and n != "arch.patch_size"
     }
+    searched_patch = "arch.patch_size" in spec.space
     for p in patches:
         axes: list[tuple[str, list[Any]]] = []
         for name, dim in arch_dims.items():
@@ -572,11 +595,8 @@ def check_space(spec: StudySpec) -> None:
                 axes.append((name, list(dict.fromkeys([dim.low, _stage_cap(dim, img_size, p)]))))
             else:
                 axes.append((name, dim.extremes()))
-        head = {"arch.patch_size": p} if ps_dim is not None else {}
-        total = 1
-        for _, vals in axes:
-            total *= len(vals)
-        if total <= MAX_CORNERS:
+        patch = {"arch.patch_size": p} if searched_patch else {}
+        if math.prod(len(vals) for _, vals in axes) <= MAX_CORNERS:
             combos = (
                 dict(zip([n for n, _ in axes], vals, strict=True))
                 for vals in itertools.product(*(v for _, v in axes))
@@ -584,13 +604,7 @@ def check_space(spec: StudySpec) -> None:
         else:
             combos = _one_at_a_time(axes)
         for combo in combos:
-            _check_point(spec, {**head, **_conditional(spec, combo)})
-
-    # Train dimensions, one at a time.
-    for name, dim in spec.space.items():
-        if name.startswith("train."):
-            for v in dim.extremes():
-                _check_point(spec, {name: v})
+            _check_point(spec, {**patch, **_conditional(spec, combo)})
 
 
 def _conditional(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,24 @@ which never creates a file.
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import importlib.util
 import os
+import random
 import socket
+import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import TrialState
+
+from search.storage.faults import ResilientStorage
+from search.tracking.params import redact_url
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -51,12 +65,6 @@ def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -
         read_only: for `list`/`report`/…: raise :class:`NoStorage` instead of creating a missing
             journal or SQLite file.
     """
-    import optuna
-    from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-    from search.storage.faults import ResilientStorage
-
     url = url or DEFAULT_STORAGE
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
@@ -77,8 +85,6 @@ def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -
         url = "postgresql+psycopg2://" + url.removeprefix(
             "postgresql://"
         )  # SQLAlchemy 2.1 defaults to psycopg 3
-    import warnings
-
     kwargs: dict[str, Any] = {}
     try:
         with (
@@ -102,43 +108,33 @@ def make_storage(url: str, *, heartbeat: bool = True, read_only: bool = False) -
                 ) as e:  # workers starting together on an empty database race to create the schema
                     if attempt == 4 or not any(m in str(e) for m in ("duplicate key", "already exists")):
                         raise
-                    import random
-                    import time
-
                     time.sleep(0.2 + random.random())
     except (optuna.exceptions.StorageInternalError, ImportError, Exception) as e:  # noqa: BLE001
-        from search.tracking.runs import redact_url
-
         raise StorageError(f"storage: cannot open {redact_url(url)}: {str(e).splitlines()[0]}") from None
 
 
 def _importable(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
 def _retry_callback_kwargs() -> dict[str, Any]:
     """Retry a heartbeat-stale trial once (Optuna >= 4.9 renamed the callback and its RDBStorage argument)."""
-    import optuna.storages as st
-
-    if hasattr(st, "RetryHeartbeatStaleTrialCallback"):
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
         return {
-            "heartbeat_stale_trial_callback": st.RetryHeartbeatStaleTrialCallback(
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=1, inherit_intermediate_values=False
             )
         }
     return {
-        "failed_trial_callback": st.RetryFailedTrialCallback(max_retry=1, inherit_intermediate_values=False)
+        "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(
+            max_retry=1, inherit_intermediate_values=False
+        )
     }
 
 
 def library_versions() -> dict[str, str]:
     """Versions that must match across the workers of one study."""
-    import importlib.metadata as md
-
-    import optuna
-    import torch
+    import torch  # start-up cost: search.cli imports this module before it sets the OpenMP policy
 
     try:
         project = md.version("focalnet-search")
@@ -186,9 +182,6 @@ def recover_stale_trials(study: Any) -> list[int]:
     that host detects dead owners. (RDB storages use Optuna's heartbeat instead.) Returns the failed
     trial numbers.
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
     host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -221,10 +214,8 @@ def recover_stale_trials(study: Any) -> list[int]:
 
 def load_stored_study(name: str, storage: str | None) -> tuple[Any, Any]:
     """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
-    import optuna
-
+    # start-up cost: parse_spec loads focalnet (torch); search.cli imports this module at start-up
     from search.spec.parse import parse_spec
-    from search.tracking.runs import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE

@@ -37,6 +37,8 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from search.tracking.params import redact_url
+
 __all__ = [
     "OUTAGE_S",
     "ResilientStorage",
@@ -82,8 +84,6 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    from search.tracking.runs import redact_url
-
     text = str(exc.__cause__ or exc).strip().splitlines()
     return redact_url(f"{type(exc.__cause__ or exc).__name__}: {text[0] if text else ''}")
 
@@ -348,7 +348,7 @@ def _flock(path: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _pg_lock(engine: Any, key: int, outage_s: float) -> Iterator[None]:
-    import sqlalchemy
+    import sqlalchemy  # start-up cost (0.3 s): only PostgreSQL storages take this lock
 
     deadline = time.monotonic() + outage_s
     while True:

@@ -24,11 +24,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from search.report.publish import refresh_parent
 from search.storage.connect import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, pid_alive, worker_id
 from search.storage.faults import study_lock
+from search.tracking.store import retry
 
 __all__ = [
     "IDENTITY_KEYS",
@@ -134,8 +136,6 @@ class WorkerLease:
                 self._write("running")
 
     def start(self) -> None:
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-
         self._write("running")
         # Only workers on other hosts are judged by the lease's age, and those share an RDB storage;
         # on a journal (one host) the pid decides, so the journal is not written every interval.
@@ -215,8 +215,6 @@ class ParentRun:
         """Re-open the parent if a worker that thought it was the last one closed it meanwhile."""
         if self.tracker is None or self.run_id is None:
             return
-        from search.tracking.store import retry
-
         client = self.tracker.client
         if retry(lambda: client.get_run(self.run_id), what="get parent").info.status != "RUNNING":
             retry(lambda: client.update_run(self.run_id, status="RUNNING"), what="reopen parent")

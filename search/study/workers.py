@@ -6,11 +6,13 @@ Every worker shares decisions through the Optuna storage only.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from search.report.budget import MAX_SKIPPED_PER_TRIAL, SURPLUS, budget_used, skipped_draws
@@ -18,6 +20,7 @@ from search.report.publish import refresh_parent
 from search.report.refresh import BackgroundRefresh
 from search.report.text import trial_summary_line
 from search.storage.connect import (
+    HEARTBEAT_INTERVAL_S,
     StorageError,
     library_versions,
     recover_stale_trials,
@@ -28,7 +31,8 @@ from search.study.objective import Objective
 from search.study.setup import code_version, open_study, spec_data
 from search.task.plateau import constant_metrics
 from search.task.train import TrainingDiverged
-from search.tracking.runs import StudyTracker, redact_url
+from search.tracking.params import redact_url
+from search.tracking.runs import StudyTracker
 
 #: Seconds between two background refreshes of the parent report during a study.
 REFRESH_EVERY_S = 120.0
@@ -231,12 +235,6 @@ def _wait_for_running(study: optuna.Study, parent: ParentRun) -> bool:
     wait on any other RUNNING trial. Journal storage: fail trials of dead processes on this host and
     wait on live ones on this host (other hosts cannot be checked without a heartbeat).
     """
-    import socket
-
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    from search.storage.connect import HEARTBEAT_INTERVAL_S
-
     heartbeat = is_heartbeat_enabled(study._storage)
     if heartbeat:
         fail_stale_trials(study)  # skipped right after an outage: others' heartbeats need time to resume

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from search.task.train import predict
 
 __all__ = ["prediction_gallery", "model_gallery"]
 
@@ -31,9 +35,6 @@ def prediction_gallery(
     n: int = 16,
 ) -> Path:
     """Draw the first n patches (images uint8 (N,3,H,W) or (N,H,W,3); keypoints (N,K,2) px) to a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     imgs, gt, pred, vis = _np(images), _np(gt_px), _np(pred_px), _np(visibility)
     if imgs.ndim == 4 and imgs.shape[1] == 3 and imgs.shape[-1] != 3:
         imgs = imgs.transpose(0, 2, 3, 1)
@@ -69,8 +70,6 @@ def prediction_gallery(
 
 def model_gallery(model: Any, data: Any, path: str | Path, *, n: int = 16) -> Path:
     """Gallery of a trained keypoint model on the first ``n`` test patches of ``data`` (a KeypointData)."""
-    from search.task.train import predict
-
     n = min(n, len(data.test.images))
     pred = predict(model, data.test.images[:n])
     return prediction_gallery(

@@ -20,10 +20,24 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from focalnet import FocalNet, FocalNetConfig, ModelConfig, build_model
+from search.report.records import study_records
+from search.storage.connect import load_stored_study
+from search.task.train import train
+from search.tools.reproduce import ReproduceError, pick_trial, trial_data
+from search.tracking.params import redact_url
+from search.tracking.runs import StudyTracker
+from search.tracking.store import default_tracking_uri, store_exists
 
 __all__ = ["panel_titles", "modulator_figure", "inspect_trial", "inspect_study"]
 
@@ -31,8 +45,6 @@ FIGURE_NAME = "modulator_maps.png"
 
 
 def _focalnet_config(model_config: Any) -> Any:
-    from focalnet import FocalNetConfig, ModelConfig
-
     if isinstance(model_config, FocalNetConfig):
         return model_config
     if not isinstance(model_config, ModelConfig):
@@ -62,11 +74,6 @@ def _np(x: Any) -> np.ndarray:
 
 def _stage_maps(model: Any, images_u8: np.ndarray, block: int | str) -> list[dict[str, Any]]:
     """Per stage: kernel sizes, gates (N, L+1, H, W) and |modulator| (N, H, W), upsampled to the patch."""
-    import torch
-    import torch.nn.functional as F
-
-    from focalnet import FocalNet
-
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, FocalNet):
         raise ValueError(
@@ -123,16 +130,12 @@ def modulator_figure(
     colour ``RdBu_r`` symmetric around 0, one scale per stage); the modulator magnitude uses ``viridis``
     (its min..max over the drawn patches, one scale per stage). The ranges are printed under the bottom row.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     imgs, kp, vis = _np(images_u8), _np(keypoints_px), _np(visibility)
     if imgs.ndim != 4 or imgs.shape[1] != 3:
         raise ValueError(f"images_u8: expected (N, 3, H, W) uint8, got shape {imgs.shape}")
     stages = _stage_maps(model, imgs, block)
     titles = panel_titles(model.backbone.config)
-    n, h, w = len(imgs), imgs.shape[2], imgs.shape[3]
-    ncols = len(titles)
+    n, ncols = len(imgs), len(titles)
     assert ncols == 1 + sum(len(st["kernel_sizes"]) + 2 for st in stages), (
         "panel titles do not match the maps"
     )
@@ -140,82 +143,15 @@ def modulator_figure(
     fig = Figure(figsize=(1.55 * ncols, 1.65 * n + 0.45), dpi=90)
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, ncols, squeeze=False)
-    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # pixel centres at integers, as in search.task.gallery
-
-    def joints(ax: Any, i: int, *, small: bool) -> None:
-        lab = vis[i] > 0
-        if not small:
-            for a, b in edges:
-                if lab[a] and lab[b]:
-                    ax.plot(*kp[i, [a, b]].T, color="lime", lw=1, alpha=0.8)
-        v2, v1 = vis[i] == 2, vis[i] == 1
-        s = 5 if small else 12
-        ax.scatter(
-            *kp[i, v2].T,
-            s=s,
-            c="lime" if not small else "white",
-            edgecolors="black",
-            linewidths=0.4,
-            zorder=3,
-        )
-        ax.scatter(
-            *kp[i, v1].T,
-            s=s,
-            facecolors="none",
-            edgecolors="lime" if not small else "white",
-            linewidths=0.8,
-            zorder=3,
-        )
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
-
-    scales = []
-    for st in stages:
-        glim = float(np.abs(st["gates"]).max()) or 1.0
-        mmin, mmax = float(st["modulator"].min()), float(st["modulator"].max())
-        scales.append((glim, (mmin, mmax if mmax > mmin else mmin + 1e-6)))
-
+    scales = [_colour_scales(st) for st in stages]
     for i in range(n):
-        col = 0
-        ax = axes[i, col]
-        ax.imshow(imgs[i].transpose(1, 2, 0), interpolation="nearest", extent=extent)
-        joints(ax, i, small=False)
-        col += 1
-        for st, (glim, (mmin, mmax)) in zip(stages, scales, strict=True):
-            for lvl in range(st["gates"].shape[1]):
-                ax = axes[i, col]
-                ax.imshow(
-                    st["gates"][i, lvl],
-                    cmap="RdBu_r",
-                    vmin=-glim,
-                    vmax=glim,
-                    interpolation="nearest",
-                    extent=extent,
-                )
-                joints(ax, i, small=True)
-                if i == n - 1:
-                    ax.set_xlabel(f"±{glim:.2g}  ({st['res'][0]}×{st['res'][1]})", fontsize=7)
-                col += 1
-            ax = axes[i, col]
-            ax.imshow(
-                st["modulator"][i],
-                cmap="viridis",
-                vmin=mmin,
-                vmax=mmax,
-                interpolation="nearest",
-                extent=extent,
-            )
-            joints(ax, i, small=True)
-            if i == n - 1:
-                ax.set_xlabel(f"{mmin:.2g}..{mmax:.2g}", fontsize=7)
-            col += 1
+        _draw_row(axes[i], imgs[i], _Joints(kp[i], vis[i], edges), stages, scales, i=i, last=i == n - 1)
     for i in range(n):
         for j in range(ncols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
             if i == 0:
-                ax.set_title(titles[j], fontsize=8)
+                axes[i, j].set_title(titles[j], fontsize=8)
     fig.subplots_adjust(
         left=0.01,
         right=0.99,
@@ -230,6 +166,88 @@ def modulator_figure(
     return path
 
 
+def _colour_scales(stage: dict[str, Any]) -> tuple[float, tuple[float, float]]:
+    """A stage's colour scales over the drawn patches: (gate limit, symmetric; modulator (min, max))."""
+    glim = float(np.abs(stage["gates"]).max()) or 1.0
+    mmin, mmax = float(stage["modulator"].min()), float(stage["modulator"].max())
+    return glim, (mmin, mmax if mmax > mmin else mmin + 1e-6)
+
+
+@dataclass(frozen=True)
+class _Joints:
+    """One patch's ground truth: joints (K, 2) in pixels, visibility (K,) 0/1/2 and the skeleton edges."""
+
+    kp: np.ndarray
+    vis: np.ndarray
+    edges: Sequence[tuple[int, int]]
+
+    def draw(self, ax: Any, h: int, w: int, *, small: bool) -> None:
+        """Joints (filled = visible, hollow = occluded) and, on the full-size input panel, the skeleton."""
+        lab = self.vis > 0
+        if not small:
+            for a, b in self.edges:
+                if lab[a] and lab[b]:
+                    ax.plot(*self.kp[[a, b]].T, color="lime", lw=1, alpha=0.8)
+        v2, v1 = self.vis == 2, self.vis == 1
+        s = 5 if small else 12
+        colour = "white" if small else "lime"
+        ax.scatter(*self.kp[v2].T, s=s, c=colour, edgecolors="black", linewidths=0.4, zorder=3)
+        ax.scatter(*self.kp[v1].T, s=s, facecolors="none", edgecolors=colour, linewidths=0.8, zorder=3)
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+
+
+def _draw_row(
+    row: Any,
+    image: np.ndarray,
+    joints: _Joints,
+    stages: list[dict[str, Any]],
+    scales: list[tuple[float, tuple[float, float]]],
+    *,
+    i: int,
+    last: bool,
+) -> None:
+    """One patch: the input, then per stage its gate levels and modulator magnitude (ranges on the last row).
+
+    Args:
+        row: the row's axes, one per :func:`panel_titles` column.
+        image: the patch (3, H, W) uint8.
+        joints: the patch's ground truth.
+        stages: per stage, the maps of :func:`_stage_maps` (all patches).
+        scales: per stage, :func:`_colour_scales`.
+        i: the patch's index into the maps.
+        last: the bottom row, which prints the colour ranges.
+    """
+    h, w = image.shape[1:]
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # pixel centres at integers, as in search.task.gallery
+    row[0].imshow(image.transpose(1, 2, 0), interpolation="nearest", extent=extent)
+    joints.draw(row[0], h, w, small=False)
+    col = 1
+    for st, (glim, (mmin, mmax)) in zip(stages, scales, strict=True):
+        for lvl in range(st["gates"].shape[1]):
+            ax = row[col]
+            ax.imshow(
+                st["gates"][i, lvl],
+                cmap="RdBu_r",
+                vmin=-glim,
+                vmax=glim,
+                interpolation="nearest",
+                extent=extent,
+            )
+            joints.draw(ax, h, w, small=True)
+            if last:
+                ax.set_xlabel(f"±{glim:.2g}  ({st['res'][0]}×{st['res'][1]})", fontsize=7)
+            col += 1
+        ax = row[col]
+        ax.imshow(
+            st["modulator"][i], cmap="viridis", vmin=mmin, vmax=mmax, interpolation="nearest", extent=extent
+        )
+        joints.draw(ax, h, w, small=True)
+        if last:
+            ax.set_xlabel(f"{mmin:.2g}..{mmax:.2g}", fontsize=7)
+        col += 1
+
+
 def _json_equal(a: Any, b: Any) -> bool:
     return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
 
@@ -238,11 +256,6 @@ def _trained_model(
     config: dict[str, Any], data: Any, export_dir: Path, *, number: int, rec: dict[str, Any], progress: bool
 ) -> Any:
     """The trial's trained model: from a previous export when its config matches, else retrained with the seed."""
-    import torch
-
-    from focalnet import build_model
-    from search.task.train import train
-
     model = build_model(config["model"])
     weights, cfg_file = export_dir / "model.pt", export_dir / "config.json"
     if weights.exists() and cfg_file.exists():
@@ -295,11 +308,6 @@ def inspect_trial(
         search.tools.reproduce.ReproduceError: unknown, unfinished, pruned or skipped trial; a baseline
             (non-FocalNet) trial; ``n < 1``; the dataset changed since the search.
     """
-    from search.report.records import study_records
-    from search.tools.reproduce import ReproduceError, pick_trial, trial_data
-    from search.tracking.runs import StudyTracker, default_tracking_uri, redact_url
-    from search.tracking.store import store_exists
-
     if n < 1:
         raise ReproduceError(f"--n: must be >= 1, got {n}")
     rec = pick_trial(study_records(study, spec), spec, trial=trial, pick=None)
@@ -346,8 +354,6 @@ def inspect_trial(
 
 def inspect_study(args: argparse.Namespace) -> int:
     """CLI entry: ``python -m search inspect NAME --trial N [--out PATH] [--n 4]``."""
-    from search.storage.connect import load_stored_study
-
     study, spec = load_stored_study(args.name, args.storage)
     inspect_trial(study, spec, args.trial, n=args.n, out=args.out, tracking_uri=args.tracking_uri)
     return 0

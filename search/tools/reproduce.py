@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from focalnet import build_model
+from focalnet.export import export_onnx, export_program
+from search.efficiency.pareto import knee_point
 from search.report.records import objective_points, study_records
 from search.study.objective import METRIC_KEYS
+from search.task.data import load_data_config
+from search.task.gallery import model_gallery
+from search.task.train import train
+from search.tracking.params import flatten_config, redact_url
+from search.tracking.runs import StudyTracker
+from search.tracking.store import default_tracking_uri, store_exists
 
 __all__ = ["reproduce", "pick_trial", "trial_data", "ReproduceError"]
 
@@ -29,8 +39,6 @@ def pick_trial(
     records: list[dict[str, Any]], spec: Any, *, trial: int | None, pick: str | None
 ) -> dict[str, Any]:
     """The record to reproduce: an explicit trial number, or a pick from the feasible Pareto front."""
-    from search.efficiency.pareto import knee_point
-
     if trial is not None:
         rec = next((r for r in records if r["number"] == trial), None)
         if rec is None:
@@ -63,8 +71,6 @@ def trial_data(config: dict[str, Any], *, base_dir: str | None = None) -> Any:
         config: the trial's resolved config; its ``data`` table is a data config.
         base_dir: where relative file paths resolve (the spec file's folder, ``spec.data.base_dir``).
     """
-    from search.task.data import load_data_config
-
     d = config["data"]
     data = load_data_config(d, base_dir=base_dir)
     if d.get("hash") and d["hash"] != data.data_hash:
@@ -102,13 +108,6 @@ def reproduce(
     progress: bool = True,
 ) -> int:
     """Retrain, compare with the stored metrics, export and log. Returns the CLI exit code (0 = reproduced)."""
-    from focalnet import build_model
-    from focalnet.export import export_onnx, export_program
-    from search.task.gallery import model_gallery
-    from search.task.train import train
-    from search.tracking.runs import StudyTracker, default_tracking_uri, flatten_config, redact_url
-    from search.tracking.store import store_exists
-
     records = study_records(study, spec)
     rec = pick_trial(records, spec, trial=trial, pick=pick)
     config = rec["config"]
@@ -145,8 +144,6 @@ def reproduce(
 
     out = Path(out_dir) / study.study_name / f"trial-{rec['number']}"
     out.mkdir(parents=True, exist_ok=True)
-    import torch
-
     model = build_model(config["model"])
     model.load_state_dict(result.state_dict)
     model.eval()

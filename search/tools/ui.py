@@ -20,6 +20,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mlflow import MlflowClient
+
+from search.tracking.store import EXPERIMENT_PREFIX, _sqlite_path, ensure_local_store, experiment_name
+
 __all__ = ["runs_table_url", "serve_ui"]
 
 _STOP_GRACE_S = 10.0
@@ -32,10 +36,6 @@ def runs_table_url(base: str, experiment_id: str) -> str:
 
 def _experiments(uri: str, name: str | None) -> list[tuple[str, str]]:
     """(experiment name, id) of the study (or of every focalnet-search study) in the store."""
-    from mlflow import MlflowClient
-
-    from search.tracking.runs import EXPERIMENT_PREFIX, experiment_name
-
     client = MlflowClient(tracking_uri=uri)
     if name is not None:
         exp = client.get_experiment_by_name(experiment_name(name))
@@ -78,9 +78,6 @@ def serve_ui(*, uri: str, name: str | None, host: str, port: int) -> int:
         host: address to bind (default 127.0.0.1: the server has no authentication).
         port: TCP port.
     """
-    from search.tracking.runs import ensure_local_store
-    from search.tracking.store import _sqlite_path
-
     ensure_local_store(uri)
     db = _sqlite_path(uri)
     folder = db.expanduser().resolve().parent if db is not None else Path("mlruns").resolve()

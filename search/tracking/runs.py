@@ -4,8 +4,10 @@ This module holds the run lifecycle (:class:`StudyTracker`: the parent run, chil
 and ended, crash recovery of stale runs, Pareto tags). What is logged (redaction, flattened params, run
 names) lives in :mod:`search.tracking.params`; where and how it is written (store URIs, the experiment,
 retried batched writes through an explicit ``MlflowClient``, so several trials, threads or worker
-processes can log to one store at once) in :mod:`search.tracking.store`. Their public names are
-re-exported here. ``mlflow`` is imported lazily, so ``import search.tracking.runs`` stays cheap.
+processes can log to one store at once) in :mod:`search.tracking.store`. Some of their names are
+re-exported here for existing callers; :func:`~search.tracking.params.redact_url` is imported from its home.
+``mlflow`` is imported lazily, so ``import search.tracking.runs`` stays cheap (mlflow takes seconds to
+import; a study with tracking off never loads it).
 
 Run layout (experiment ``focalnet-search/<study_name>``):
 
@@ -56,7 +58,6 @@ __all__ = [
     "ensure_local_store",
     "experiment_name",
     "flatten_config",
-    "redact_url",
     "run_name",
 ]
 
@@ -108,7 +109,7 @@ class StudyTracker:
     def client(self) -> MlflowClient:
         """The lazily created ``MlflowClient`` bound to ``tracking_uri``."""
         if self._client is None:
-            from mlflow import MlflowClient
+            from mlflow import MlflowClient  # lazy: mlflow's import takes seconds (module docstring)
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client

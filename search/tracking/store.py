@@ -4,7 +4,8 @@ The first half says where things go: the default SQLite store, its artifact fold
 study, and :func:`ensure_local_store` that migrates a SQLite store once before workers start. The
 second half writes through an explicit ``MlflowClient`` and run id (never the fluent global state):
 every call is retried on "database is locked"-style transient errors, and params, metrics and tags go in
-batches within MLflow's per-call limits. ``mlflow`` is imported lazily.
+batches within MLflow's per-call limits. ``mlflow`` is imported lazily, inside the functions that
+write: it takes seconds to import, and a study run with tracking off never needs it.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def ensure_local_store(uri: str) -> None:
     db = _sqlite_path(uri)
     if db is not None:
         db.expanduser().parent.mkdir(parents=True, exist_ok=True)
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # lazy: mlflow's import takes seconds (module docstring)
 
     retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1), what="init store")
 
@@ -126,7 +127,7 @@ def get_or_create_experiment(
     client: MlflowClient, name: str, *, artifact_location: str | None, tags: Mapping[str, str]
 ) -> str:
     """Id of the experiment ``name``: created when missing (racing workers are fine), restored when deleted."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # lazy: mlflow's import takes seconds (module docstring)
 
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -214,7 +215,7 @@ def log_params_once(client: MlflowClient, run_id: str, params: dict[str, str]) -
     """Log params not yet on the run; record keys whose existing value differs in ``fs.param_conflicts``."""
     if not params:
         return
-    from mlflow.entities import Param
+    from mlflow.entities import Param  # lazy: mlflow's import takes seconds (module docstring)
 
     current = retry(lambda: client.get_run(run_id), what="get_run").data.params
     new = {k: v for k, v in params.items() if k not in current}
@@ -232,7 +233,7 @@ def log_metrics(
     client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int | None = None
 ) -> None:
     """Log numeric metrics in batches at ``step`` (``None`` → 0); non-numeric values are skipped."""
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric  # lazy: mlflow's import takes seconds (module docstring)
 
     ts = int(time.time() * 1000)
     items = [
@@ -249,7 +250,7 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
     """Set several tags in batches, values cleaned by :func:`search.tracking.params.clean_tags`."""
     if not tags:
         return
-    from mlflow.entities import RunTag
+    from mlflow.entities import RunTag  # lazy: mlflow's import takes seconds (module docstring)
 
     items = [RunTag(k, v) for k, v in clean_tags(tags).items()]
     for i in range(0, len(items), _BATCH_PARAMS):
