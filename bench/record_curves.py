@@ -376,7 +376,9 @@ def record(args: argparse.Namespace, argv: list[str]) -> int:
     done = {r["index"]: r for r in rows}
     target = -(-args.n // shards)  # this shard's share of --n
     # `--n` counts fixed and sampled rows; warm-start rows come on top of them.
-    trained = sum(r.get("trained", False) for r in rows if r["index"] % shards == shard and r["role"] != "warm")
+    trained = sum(
+        r.get("trained", False) for r in rows if r["index"] % shards == shard and r["role"] != "warm"
+    )
     print(
         f"table {out}: {len(rows)} rows ({trained} trained) of {target}"
         + (f" (shard {shard}/{shards} of --n {args.n})" if shards > 1 else "")

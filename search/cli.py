@@ -395,23 +395,31 @@ def raise_bad(field: str, message: str) -> None:
     raise BadInput(f"{field}: {message}")
 
 
+def _storage_flags(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…; "
+        "with a password, prefer $FS_STORAGE or $FS_STORAGE_FILE (a command line is visible in ps)",
+    )
+    q.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default $FS_TRACKING_URI, else sqlite:///mlruns/mlflow.db; 'none' = no logging)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m search", description="FocalNet architecture search and ablation harness")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run_commands(sub)
+    _add_simulate_command(sub)
+    _add_result_commands(sub)
+    return p
 
-    def storage_flags(q: argparse.ArgumentParser) -> None:
-        q.add_argument(
-            "--storage",
-            default=None,
-            help="Optuna storage: journal:PATH (default journal:mlruns/optuna.journal) or postgresql://…; "
-            "with a password, prefer $FS_STORAGE or $FS_STORAGE_FILE (a command line is visible in ps)",
-        )
-        q.add_argument(
-            "--tracking-uri",
-            default=None,
-            help="MLflow tracking URI (default $FS_TRACKING_URI, else sqlite:///mlruns/mlflow.db; 'none' = no logging)",
-        )
 
+def _add_run_commands(sub: Any) -> None:
+    """``run``, ``worker`` and ``plan``: start, join or preview a study."""
     q = sub.add_parser("run", help="create or continue a study (search or ablation)")
     q.add_argument("spec")
     q.add_argument("--n-trials", type=int, default=None)
@@ -427,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, help="torch threads per worker (default: free cores / jobs)"
     )
     q.add_argument("--no-progress", action="store_true")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_run)
 
     q = sub.add_parser("worker", help="join a study as one worker (any machine that reaches the storage)")
@@ -440,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--queued-only", action="store_true", help="run only queued trials (the seed check), then exit"
     )
     q.add_argument("--no-progress", action="store_true")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_worker)
 
     q = sub.add_parser(
@@ -451,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--jobs", type=int, default=None, help="workers (default: the spec's study.jobs)")
     q.set_defaults(func=cmd_plan)
 
+
+def _add_simulate_command(sub: Any) -> None:
     q = sub.add_parser("simulate", help="replay studies against a learning-curve table (simulated clock)")
     q.add_argument("spec")
     q.add_argument(
@@ -494,10 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.set_defaults(func=cmd_simulate)
 
+
+def _add_result_commands(sub: Any) -> None:
+    """``report``, ``reproduce``, ``list``, ``ui``, ``train`` and ``inspect``: read, retrain, look."""
     q = sub.add_parser("report", help="Pareto table (or ablation report) of a study")
     q.add_argument("name")
     q.add_argument("--csv", default=None, help="also write the table as CSV")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_report)
 
     q = sub.add_parser("reproduce", help="retrain a trial's stored config and compare")
@@ -509,18 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="exports", help="folder for the exported model")
     q.add_argument("--tolerance", type=float, default=1e-6, help="allowed |difference| of val/test metrics")
     q.add_argument("--no-progress", action="store_true")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_reproduce)
 
     q = sub.add_parser("list", help="studies in a storage with trial counts by state")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser("ui", help="start the MLflow UI on localhost")
     q.add_argument("name", nargs="?", default=None)
     q.add_argument("--host", default="127.0.0.1")
     q.add_argument("--port", type=int, default=5000)
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_ui)
 
     q = sub.add_parser("train", help="train one model config from a JSON file")
@@ -534,9 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--trial", type=int, required=True)
     q.add_argument("--out", default=None)
     q.add_argument("--n", type=int, default=4, help="patches to draw")
-    storage_flags(q)
+    _storage_flags(q)
     q.set_defaults(func=cmd_inspect)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

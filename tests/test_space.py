@@ -74,11 +74,11 @@ def test_sampled_architectures_are_always_valid(sampler: str, study_file: str) -
         params = sample_params(trial, spec)
         assert params == trial.params
         fn = _check_config(spec, params, resolve_config(spec, params))
-        stage_counts.add((fn.patch_size, fn.num_stages))
+        stage_counts.add((fn.patch_size, fn.num_stages, fn.embed_dim))
         if fn.num_stages < 3:
             assert "arch.mid_depth_ratio" not in params
         study.tell(trial, [((i * 37) % 11) / 10, float(i % 7), float(i % 5)])
-    assert len(stage_counts) > 3  # the space is actually explored
+    assert len(stage_counts) > 3  # the space is actually explored (layouts x widths)
 
 
 def test_num_stages_upper_bound_clipped_per_patch_size() -> None:
@@ -100,26 +100,25 @@ def test_num_stages_upper_bound_clipped_per_patch_size() -> None:
 def test_resolve_config_is_complete_and_reproducible() -> None:
     spec = load_spec(STUDIES / "default.toml")
     params = {
-        "arch.patch_size": 4,
         "arch.num_stages": 4,
         "arch.depth": 2,
         "arch.mid_depth_ratio": 3,
-        "arch.embed_dim": 16,
+        "arch.embed_dim": 32,
         "arch.focal_levels": 3,
         "arch.focal_windows": 5,
         "arch.overlapped_embed": True,
         "arch.contexts": "independent",
-        "train.lr": 1e-3,
+        "model.coord_channels": True,
+        "train.lr": 3e-3,
     }
     config = resolve_config(spec, params)
     assert set(config) == {"model", "train", "data"}
     assert config["model"]["focalnet"]["depths"] == [2, 2, 6, 2]
     assert set(config["model"]["focalnet"]) == {f.name for f in dataclasses.fields(FocalNetConfig)}
     assert set(config["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert config["train"]["lr"] == 1e-3 and config["train"]["steps"] == 1000 and config["train"]["seed"] == 0
-    assert (
-        config["train"]["eval_steps"] == list(spec.early_stopping.rungs) == [250, 500]
-    )  # the rungs are evaluation points
+    assert config["train"]["lr"] == 3e-3 and config["train"]["steps"] == 1000 and config["train"]["seed"] == 0
+    assert config["model"]["focalnet"]["patch_size"] == 4 and config["model"]["head"]["kind"] == "simcc"
+    assert config["train"]["eval_steps"] == []  # early stopping is off: no rung evaluations added
     assert config["data"] == {
         "dataset": "synthetic:medium",
         "n_train": 8000,
