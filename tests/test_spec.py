@@ -171,7 +171,7 @@ BAD = [
         MINIMAL + "[model]\npatch_size = 16\n",
         "model.depths: arch.patch_size=16 on 64 px allows at most 3 stages",
     ),
-    (MINIMAL + "[model]\nhead_dropout = 1.5\n", "model.head_dropout: must be in [0, 1)"),
+    (MINIMAL + "[model]\nhead_dropout = 1.5\n", "model.head_dropout: must be a number in [0.0, 1.0)"),
     (MINIMAL + "[baseline]\nchannels = [0]\n", "baseline.channels: must be a non-empty list"),
     # [space]
     (

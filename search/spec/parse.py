@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from focalnet import BaselineConfig, FocalNetConfig, HeadConfig
+from focalnet.config import LEGACY_HEAD_KEYS, fold_legacy_head_keys
 from search.spec import schema as spec_schema
 from search.spec.grid import validate_ablation
 from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public types live there)
@@ -149,17 +150,31 @@ def _field_error(source: str, section: str, message: str, kwargs: dict[str, Any]
 
 
 def _check_head(source: str, model: dict[str, Any]) -> None:
-    """``[model] head = {kind = "heatmap", stage = 1}``: HeadConfig fields, not also given the old way."""
-    head = _table(source, "model.head", model["head"])
-    _check_keys(source, "model.head", head, _fields(HeadConfig))
-    if "kind" in head:
-        _str(source, "model.head.kind", head["kind"])
-    for old, new in (("head_hidden", "hidden"), ("head_dropout", "dropout")):
-        if old in model and new in head:
-            raise _fail(source, f"model.{old}", f"conflicts with model.head.{new}; give one or the other")
-    _build(
-        HeadConfig, _check_types(source, "model.head", HeadConfig, head), source=source, section="model.head"
-    )
+    """``[model] head = {kind = "heatmap", stage = 1}`` (and the legacy top-level head keys, folded in by
+    their one home, `focalnet.config.fold_legacy_head_keys`): HeadConfig fields with valid values."""
+    if "head" in model:
+        head = _table(source, "model.head", model["head"])
+        _check_keys(source, "model.head", head, _fields(HeadConfig))
+        if "kind" in head:
+            _str(source, "model.head.kind", head["kind"])
+    try:
+        folded = fold_legacy_head_keys(model)
+    except ValueError as e:  # "<legacy key>: conflicts with head.<field>; give one or the other"
+        raise _field_error(source, "model", str(e).replace(" head.", " model.head."), model) from None
+    try:
+        _build(
+            HeadConfig,
+            _check_types(source, "model.head", HeadConfig, folded),
+            source=source,
+            section="model.head",
+        )
+    except SpecError as e:  # name a legacy key as the spec spells it
+        old = next(
+            (o for o, n in LEGACY_HEAD_KEYS.items() if o in model and e.key == f"model.head.{n}"), None
+        )
+        if old is None:
+            raise
+        raise SpecError(str(e).replace(e.key, f"model.{old}"), key=f"model.{old}") from None
 
 
 def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> StudySpec:
@@ -288,15 +303,7 @@ def _parse_model(source: str, m: dict[str, Any]) -> dict[str, Any]:
     for k in DERIVED_ARCH:
         if k in model:
             _int(source, f"model.{k}", model[k], min_value=1)
-    if "head_hidden" in model:
-        for i, h in enumerate(_list(source, "model.head_hidden", model["head_hidden"])):
-            _int(source, f"model.head_hidden[{i}]", h, min_value=1)
-    if "head_dropout" in model:
-        hd = _float(source, "model.head_dropout", model["head_dropout"], min_value=0.0)
-        if hd >= 1.0:
-            raise _fail(source, "model.head_dropout", f"must be in [0, 1), got {hd:g}")
-    if "head" in model:
-        _check_head(source, model)
+    _check_head(source, model)
     if "coord_channels" in model:
         _bool(source, "model.coord_channels", model["coord_channels"])
     if "num_keypoints" in model:
