@@ -52,3 +52,95 @@ def test_cost_ranges_name_the_leader_at_each_cost() -> None:
     text = "\n".join(family_lines(records, make_spec()))
     assert "by MFLOPs: 8-20: only baseline; 20-30: focalnet (+0.020)" in text
     assert cost_ranges(records[:2], "flops") == []  # one family: nothing to compare
+
+
+# --- the conv extractor as a family -----------------------------------------------------------------
+
+
+def _families_spec():
+    from pathlib import Path
+
+    from search.spec.parse import load_spec
+
+    return load_spec(Path(__file__).parents[1] / "studies" / "families.toml")
+
+
+def test_conditional_sampling_keeps_each_family_to_its_own_dimensions() -> None:
+    import optuna
+
+    from search.spec.space import resolve_config, sample_params
+
+    spec = _families_spec()
+    seen = set()
+    for sampler in (
+        optuna.samplers.RandomSampler(seed=0),
+        optuna.samplers.TPESampler(seed=0, n_startup_trials=5),
+    ):
+        study = optuna.create_study(sampler=sampler)
+        for i in range(40):
+            trial = study.ask()
+            params = sample_params(trial, spec)
+            backbone = params["model.backbone"]
+            seen.add(backbone)
+            model = resolve_config(spec, params)["model"]
+            assert model["backbone"] == backbone
+            if backbone == "baseline":
+                assert not any(k.startswith("arch.") for k in params)
+                width, blocks = params["baseline.width"], params["baseline.blocks"]
+                assert model["baseline"]["channels"] == [width * 2**j for j in range(blocks)]
+                assert -blocks <= params["head.stage"] <= blocks - 1
+            else:
+                assert not any(k.startswith("baseline.") for k in params)
+                assert -params["arch.num_stages"] <= params["head.stage"] <= params["arch.num_stages"] - 1
+            study.tell(trial, float(i % 7))
+    assert seen == {"focalnet", "baseline"}
+
+
+def test_every_searched_extractor_builds_counts_flops_and_trains_with_every_head() -> None:
+    import torch
+
+    from focalnet import build_model, count_flops, count_params
+    from search.spec.space import resolve_config
+
+    spec = _families_spec()
+    widths, blocks = (
+        spec.space["baseline.width"].choices,
+        range(spec.space["baseline.blocks"].low, spec.space["baseline.blocks"].high + 1),
+    )
+    for w in widths:
+        for b in blocks:
+            for kind in spec.space["head.kind"].choices:
+                for stage in (0, -1):
+                    params = {"model.backbone": "baseline", "baseline.width": w, "baseline.blocks": b,
+                              "head.kind": kind, "head.stage": stage, "model.coord_channels": True, "train.lr": 4e-3}  # fmt: skip
+                    cfg = dict(resolve_config(spec, params)["model"], num_keypoints=4)
+                    model = build_model(cfg)
+                    assert count_params(model) > 0 and count_flops(model, 64) > 0
+                    out = model(torch.rand(2, 3, 64, 64))  # forward and backward: every parameter learns
+                    assert out.shape == (2, 4, 2)
+                    out.sum().backward()
+                    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_families_spec_validates_and_reports_both_families(tmp_path) -> None:
+    spec = _families_spec()
+    assert spec.space["model.backbone"].choices == ("focalnet", "baseline")
+    assert list(spec.space)[:1] == ["model.backbone"]  # the family is drawn first
+    # the report of a two-family study: family column, family fronts, who leads at which cost
+    records = [
+        rec(0, "baseline", 0.70, 8e6, lat=0.5),
+        rec(1, "focalnet", 0.78, 80e6, lat=4.0),
+        rec(2, "baseline", 0.74, 60e6, lat=2.0),
+    ]
+    for r in records:
+        r.update(state="COMPLETE", role="search", name=f"t{r['number']}", feasible=True, pareto=False)
+    from search.report.plots import pareto_table
+
+    family_fronts(records, spec)
+    import csv
+
+    with open(pareto_table(records, tmp_path / "p.csv")) as f:
+        rows = {r["number"]: r for r in csv.DictReader(f)}
+    assert rows["1"]["family"] == "focalnet" and rows["2"]["family_pareto"] == "true"
+    text = "\n".join(family_lines(records, spec))
+    assert "baseline  front 2 trials" in text and "focalnet  front 1 trials" in text and "by ms" in text

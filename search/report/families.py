@@ -14,14 +14,9 @@ from typing import Any
 import numpy as np
 
 from search.efficiency.pareto import hypervolume, pareto_mask
-from search.report.records import IN_REGION, objective_points, value_names
+from search.report.records import IN_REGION, family, objective_points, value_names
 
-__all__ = ["family", "family_fronts", "family_hypervolumes", "best_below", "cost_ranges", "family_lines"]
-
-
-def family(record: dict[str, Any]) -> str:
-    """The record's model family: its config's backbone (``"focalnet"`` when it has no config)."""
-    return str(((record.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
+__all__ = ["family_fronts", "family_hypervolumes", "best_below", "cost_ranges", "family_lines"]
 
 
 def _inside(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,12 +24,11 @@ def _inside(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def family_fronts(records: list[dict[str, Any]], spec: Any) -> dict[str, list[dict[str, Any]]]:
-    """Family → its own Pareto front over the region of interest; sets ``family`` and ``family_pareto``
-    on every record (False outside its family's front)."""
+    """Family → its own Pareto front over the region of interest (records of :func:`study_records` carry
+    it as ``family_pareto``; this recomputes it for any records, hand-made ones included)."""
     names, directions = value_names(spec), list(spec.objectives.directions)
     for r in records:
-        r["family"] = family(r)
-        r["family_pareto"] = False
+        r["family"], r["family_pareto"] = family(r), False
     fronts: dict[str, list[dict[str, Any]]] = {}
     for fam in sorted({r["family"] for r in _inside(records)}):
         members = [r for r in _inside(records) if r["family"] == fam]

@@ -60,6 +60,8 @@ _TABLE_COLUMNS = [
     "latency_ratio",
     "feasible",
     "pareto",
+    "family",
+    "family_pareto",
     "region",
     "dominates_baseline",
     "plateau",
@@ -208,6 +210,20 @@ def _fronts(ax: Axes, inside: Sequence[Record], x_key: str, xy: Any) -> None:
                    linestyle="--", label="Pareto member by another cost (dominated in this pair)", zorder=5)  # fmt: skip
 
 
+def _family_fronts(ax: Axes, inside: Sequence[Record], x_key: str) -> None:
+    """With two model families in the region of interest, each family's front in this pair, dashed."""
+
+    def fam(r: Record) -> str:
+        return str(((r.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
+
+    families = sorted({fam(r) for r in inside})
+    for i, f in enumerate(families if len(families) > 1 else []):
+        stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if fam(r) == f])  # type: ignore[misc]
+        xs, ys = zip(*stair, strict=True)
+        ax.step(xs, ys, where="post", color=("tab:green", "tab:purple")[i % 2], lw=1.1, ls="--", alpha=0.9,
+                label=f"{f} family's front", zorder=4)  # fmt: skip
+
+
 def _pareto_axes(
     ax: Axes,
     records: Sequence[Record],
@@ -266,6 +282,7 @@ def _pareto_axes(
     if infeasible:
         ax.scatter(*xy(infeasible), s=26, marker="x", c="0.6", label="infeasible", zorder=2)
     _fronts(ax, inside, x_key, xy)
+    _family_fronts(ax, inside, x_key)
     floor = next((r.get("floor") for r in done if r.get("floor") is not None), None)
     if floor is not None:
         ax.axhline(floor, color="tab:orange", ls="-.", lw=0.9, zorder=1, label=f"accuracy floor {floor:.3f}")
@@ -391,6 +408,8 @@ def pareto_table(
             "latency_ratio": f"{lat / base_lat:.4g}" if lat is not None and base_lat else "",
             "feasible": fmt_bool(r.get("feasible", True)),
             "pareto": fmt_bool(r.get("pareto", False)),
+            "family": ((r.get("config") or {}).get("model") or {}).get("backbone", ""),
+            "family_pareto": fmt_bool(r.get("family_pareto", False)),
             "region": r.get("region") or "",
             "dominates_baseline": ""
             if base is None or r.get("role") == "verify"

@@ -20,7 +20,7 @@ from search.tracking.params import flatten_config
 #: ``region`` of a trial inside the region of interest.
 IN_REGION = "in"
 
-__all__ = ["IN_REGION", "dominates", "objective_points", "region", "study_records", "value_names"]
+__all__ = ["IN_REGION", "dominates", "family", "objective_points", "region", "study_records", "value_names"]
 
 
 def objective_points(records: list[dict[str, Any]], spec_names: list[str]) -> np.ndarray:
@@ -70,7 +70,8 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
     baseline every trial is compared with (the best val member of a ``study.baseline_lrs`` sweep).
     ``plateau`` is ``"left@<step>"`` / ``"never"`` for trials that trained, else None. ``region`` (see
     :func:`region`) and ``floor`` are set for finished feasible trials; only those ``"in"`` the region of
-    interest are Pareto members.
+    interest are Pareto members. In a study of two model families (``model.backbone``) each also gets
+    its own front over the region of interest: ``family`` and ``family_pareto``.
     """
     names = value_names(spec)
     directions = list(spec.objectives.directions)
@@ -97,6 +98,7 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
                 "values": values,
                 "feasible": bool(ua.get("feasible", True)) and "skipped" not in ua,
                 "pareto": False,
+                "family_pareto": False,
                 "region": None,
                 "floor": None,
                 "dominates_baseline": False,
@@ -131,11 +133,28 @@ def study_records(study: optuna.Study, spec: Any) -> list[dict[str, Any]]:
             mask = pareto_mask(objective_points(inside, names), directions)
             for r, m in zip(inside, mask, strict=True):
                 r["pareto"] = bool(m)
+        _family_fronts(inside, names, directions)
         if baseline is not None:
             baseline["reference"] = True
             for r in done:
                 r["dominates_baseline"] = r is not baseline and dominates(r, baseline, names, directions)
     return records
+
+
+def family(record: dict[str, Any]) -> str:
+    """The record's model family: its config's backbone (``"focalnet"`` when it has no config)."""
+    return str(((record.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
+
+
+def _family_fronts(inside: list[dict[str, Any]], names: list[str], directions: list[str]) -> None:
+    """With two families in the region of interest, each gets its own front: ``family_pareto``."""
+    for r in inside:
+        r["family"] = family(r)
+    families = sorted({r["family"] for r in inside})
+    for fam in families if len(families) > 1 else []:
+        members = [r for r in inside if r["family"] == fam]
+        for r, m in zip(members, pareto_mask(objective_points(members, names), directions), strict=True):
+            r["family_pareto"] = bool(m)
 
 
 def region(record: dict[str, Any], floor: float | None) -> str:

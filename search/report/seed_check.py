@@ -75,7 +75,8 @@ def verify_seed_list(spec: Any) -> list[int]:
 
 
 def _members(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pareto members and the reference baseline, by trial number.
+    """Pareto members (and, in a study of two families, each family's front) and the reference baseline,
+    by trial number.
 
     The other members of a baseline lr sweep are left out even on the front (they can be, by latency noise
     alone): they are the reference's architecture at a learning rate that lost on val.
@@ -83,7 +84,9 @@ def _members(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = {
         r["number"]: r
         for r in records
-        if r["pareto"] and r["role"] not in (VERIFY_ROLE, "baseline") and r["config"]
+        if (r["pareto"] or r.get("family_pareto"))
+        and r["role"] not in (VERIFY_ROLE, "baseline")
+        and r["config"]
     }
     ref = reference_baseline(records)
     if ref is not None and ref["config"]:

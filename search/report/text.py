@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.report.budget import counts_against_budget
+from search.report.families import family_lines
 from search.report.records import study_records
 from search.report.seed_check import VERIFY_ROLE, verify_lines
 
@@ -173,6 +174,8 @@ def report_text(study: optuna.Study, spec: Any) -> str:
             note.append(r["skipped"] or "infeasible")
         if r["dominates_baseline"]:
             note.append("dominates baseline")
+        if r.get("family_pareto") and not r["pareto"]:
+            note.append(f"on the {r['family']} family's front")
         if r["plateau"] == "never":
             note.append("never left the plateau")
         elif r["region"] == "below floor":
@@ -210,6 +213,7 @@ def report_text(study: optuna.Study, spec: Any) -> str:
     failed = [r for r in records if r["state"] == "FAIL"]
     for r in failed:
         lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
+    lines += family_lines(records, spec)
     lines += verify_lines(records, spec)
     return "\n".join(lines)
 

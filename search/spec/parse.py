@@ -31,6 +31,7 @@ from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public 
     _SPACE_PREFIXES,
     _TOP_LEVEL,
     ACCURACY_METRICS,
+    BASELINE_DIMS,
     DATASET_SCHEMES,
     DEFAULT_HV_REFERENCE,
     DEFAULT_STOPPING_RULE,
@@ -424,8 +425,16 @@ def _baseline_lrs(source: str, st: dict, baseline: bool) -> tuple[float, ...]:
 
 
 def _dim_order(name: str) -> tuple[int, str]:
-    """Sampling order: patch size and stage layout first (later bounds depend on them), then by name."""
-    first = ("arch.patch_size", "arch.num_stages", "arch.depth", "arch.mid_depth_ratio")
+    """Sampling order: the family, patch size and stage layouts first (later bounds and conditions depend
+    on them), then by name."""
+    first = (
+        "model.backbone",
+        "arch.patch_size",
+        "arch.num_stages",
+        "arch.depth",
+        "arch.mid_depth_ratio",
+        "baseline.blocks",
+    )
     return (first.index(name), "") if name in first else (len(first), name)
 
 
@@ -444,13 +453,14 @@ def _parse_space(
             raise _fail(
                 source,
                 f"space.{k}",
-                "dimension names are 'arch.<field>', 'head.<field>', 'model.<field>' or 'train.<field>'",
+                "dimension names are 'arch.<field>', 'baseline.<width|blocks>', 'head.<field>', 'model.<field>' or 'train.<field>'",
             )
     allowed = {
         "arch": (*fn_fields, *DERIVED_ARCH),
         "train": train_fields,
         "head": _fields(HeadConfig),
         "model": MODEL_DIMS,
+        "baseline": BASELINE_DIMS,
     }
     out: dict[str, Dimension] = {}
     for name in sorted(flat, key=_dim_order):
@@ -461,7 +471,8 @@ def _parse_space(
                 source,
                 key,
                 f"unknown prefix {prefix!r}",
-                "arch.<FocalNetConfig field>, head.<HeadConfig field>, model.coord_channels, train.<TrainConfig field>",
+                "arch.<FocalNetConfig field>, baseline.width, baseline.blocks, head.<HeadConfig field>, "
+                "model.coord_channels, model.backbone, train.<TrainConfig field>",
             )
         if leaf not in allowed[prefix]:
             owner = next((p for p in ("arch", "head", "train") if p != prefix and leaf in allowed[p]), None)

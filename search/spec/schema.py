@@ -26,6 +26,7 @@ __all__ = [
     "DERIVED_ARCH",
     "MINIMIZE_METRICS",
     "MODEL_DIMS",
+    "BASELINE_DIMS",
     "MODEL_KEYS",
     "SAMPLERS",
     "STOPPING_RULES",
@@ -54,12 +55,16 @@ DERIVED_ARCH = ("num_stages", "depth", "mid_depth_ratio")
 #: ``[model]`` keys that belong to ModelConfig rather than FocalNetConfig (the legacy head keys: the
 #: pre-``head`` spelling of ``head.hidden``/``head.dropout``, still accepted).
 MODEL_KEYS = ("head", "coord_channels", *LEGACY_HEAD_KEYS, "num_keypoints")
-#: ``model.<name>`` search dimensions: ModelConfig fields that are neither the backbone nor the head.
-MODEL_DIMS = ("coord_channels",)
+#: ``model.<name>`` search dimensions: ModelConfig fields outside the backbone and head configs
+#: (``model.backbone`` searches the family: ``"focalnet"`` and/or ``"baseline"``, the team's extractor).
+MODEL_DIMS = ("coord_channels", "backbone")
+#: ``baseline.<name>`` search dimensions of the conv extractor's family (they build ``channels``): the first
+#: block's channels (``width``; each later block doubles them) and the number of conv + pool blocks.
+BASELINE_DIMS = ("width", "blocks")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_HV_REFERENCE = {"accuracy": 0.0, "params": 1e7, "latency_ms": 100.0, "flops": 1e10}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_SPACE_PREFIXES = ("arch", "train", "head", "model")
+_SPACE_PREFIXES = ("arch", "train", "head", "model", "baseline")
 _DIM_KEYS = ("choices", "low", "high", "log", "step")
 #: Keys of the tables this module validates itself (the order is the documented one).
 _SCHEMA: dict[str, tuple[str, ...]] = {

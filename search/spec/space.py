@@ -31,8 +31,16 @@ import itertools
 import math
 from typing import Any
 
-from focalnet.config import FocalNetConfig, ModelConfig, fold_legacy_head_keys, max_stages
-from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, Dimension, SpecError, StudySpec
+from focalnet.config import BaselineConfig, FocalNetConfig, ModelConfig, fold_legacy_head_keys, max_stages
+from search.spec.schema import (
+    BASELINE_DIMS,
+    DERIVED_ARCH,
+    MODEL_DIMS,
+    MODEL_KEYS,
+    Dimension,
+    SpecError,
+    StudySpec,
+)
 from search.task.train import TrainConfig
 
 __all__ = [
@@ -188,30 +196,55 @@ def _stage_cap(dim: Dimension, img_size: int, patch_size: int) -> int:
     return dim.low + (hi - dim.low) // step * step
 
 
+def _family(spec: StudySpec) -> str:
+    """The fixed model family: ``[model] backbone`` (default ``"focalnet"``)."""
+    return str(spec.model.get("backbone", "focalnet"))
+
+
+def _fixed_blocks(spec: StudySpec) -> int:
+    """Conv blocks of the fixed ``[baseline]`` extractor."""
+    return len(spec.baseline_model.get("channels", _defaults(BaselineConfig)["channels"]))
+
+
+def _skipped(name: str, backbone: str, n_stages: int) -> bool:
+    """A dimension sampling does not ask for: the other family's, or a ratio below 3 stages."""
+    if name.startswith("arch.") and backbone == "baseline":
+        return True
+    if name.startswith("baseline.") and backbone != "baseline":
+        return True
+    return name == "arch.mid_depth_ratio" and n_stages < 3
+
+
 def sample_params(trial: Any, spec: StudySpec) -> dict[str, Any]:
     """Sample every dimension of ``spec.space`` with Optuna's define-by-run API.
 
-    Param names are the dotted dimension names. ``arch.patch_size`` is sampled first, then
-    ``arch.num_stages`` with its upper bound clipped to ``max_stages(img_size, patch_size)``;
-    ``arch.mid_depth_ratio`` is only sampled when there are at least 3 stages; an integer ``head.stage``
-    range is clamped to the sampled number of stages.
+    Param names are the dotted dimension names. ``model.backbone`` is sampled first (a family's own
+    dimensions are only sampled for it: ``arch.*`` for FocalNets, ``baseline.*`` for the conv extractor),
+    then ``arch.patch_size``, then ``arch.num_stages`` with its upper bound clipped to
+    ``max_stages(img_size, patch_size)``; ``arch.mid_depth_ratio`` is only sampled when there are at least
+    3 stages; an integer ``head.stage`` range is clamped to the sampled number of stages (or blocks).
     """
     params: dict[str, Any] = {}
     img_size = int(_fixed_value(spec, "img_size"))
     patch = _fixed_value(spec, "patch_size")
-    n_stages = _fixed_num_stages(spec)
-    for name, dim in spec.space.items():  # ordered by spec._dim_order: patch, stages, depth, ratio, rest
-        if name == "arch.num_stages":
-            value = _suggest(trial, name, dim, high=_stage_cap(dim, img_size, patch))
-            n_stages = value
-        elif name == "arch.mid_depth_ratio" and n_stages < 3:
+    backbone = _family(spec)
+    n_stages = _fixed_num_stages(spec) if backbone != "baseline" else _fixed_blocks(spec)
+    for name, dim in spec.space.items():  # ordered by spec._dim_order: family, patch, layouts, rest
+        if _skipped(name, backbone, n_stages):
             continue
+        if name == "arch.num_stages":
+            value = n_stages = _suggest(trial, name, dim, high=_stage_cap(dim, img_size, patch))
         elif name == "head.stage" and dim.kind == "int":
             lo, hi = _stage_range(dim, n_stages)
             value = trial.suggest_int(name, lo, hi, step=dim.step or 1)
         else:
             value = _suggest(trial, name, dim)
-        if name == "arch.patch_size":
+        if name == "model.backbone":
+            backbone = value
+            n_stages = _fixed_num_stages(spec) if backbone != "baseline" else _fixed_blocks(spec)
+        elif name == "baseline.blocks":
+            n_stages = value
+        elif name == "arch.patch_size":
             patch = value
         params[name] = value
     return params
@@ -280,6 +313,7 @@ def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) ->
     train = copy.deepcopy(spec.train)
     head = _fixed_head(spec)
     top = {k: spec.model[k] for k in MODEL_DIMS if k in spec.model}
+    derived: dict[str, Any] = {}  # baseline.width / baseline.blocks
     for name, value in params.items():
         prefix, _, leaf = name.partition(".")
         if prefix == "arch" and (leaf in fn_fields or leaf in DERIVED_ARCH):
@@ -290,21 +324,28 @@ def _resolve(spec: StudySpec, params: dict[str, Any], overrides: dict | None) ->
             head[leaf] = value
         elif prefix == "model" and leaf in MODEL_DIMS:
             top[leaf] = value
+        elif prefix == "baseline" and leaf in BASELINE_DIMS:
+            derived[leaf] = value
         else:
             raise ValueError(
-                f"{name}: unknown parameter (expected arch.<field>, head.<field>, model.<field> or train.<field>)"
+                f"{name}: unknown parameter (expected arch.<field>, baseline.<width|blocks>, head.<field>, "
+                "model.<field> or train.<field>)"
             )
     if any(f"arch.{k}" in params for k in DERIVED_ARCH):
         fn.pop("depths", None)  # a searched layout wins over model.depths
     _derive_depths(fn, _base_depths(spec))
 
     baseline = dict(spec.baseline_model)
+    if derived:  # the conv family's width and depth: each block doubles the channels of the one before
+        channels = list(baseline.get("channels", _defaults(BaselineConfig)["channels"]))
+        width, blocks = derived.get("width", channels[0]), derived.get("blocks", len(channels))
+        baseline["channels"] = [width * 2**i for i in range(blocks)]
     for k in ("img_size", "in_chans"):
         if k in fn and k not in baseline:
             baseline[k] = fn[k]
     model_defaults = _defaults(ModelConfig)
     model: dict[str, Any] = {
-        "backbone": "focalnet",
+        "backbone": _family(spec),
         "num_keypoints": spec.model.get("num_keypoints", model_defaults["num_keypoints"]),
         "focalnet": fn,
         "baseline": baseline,
@@ -550,8 +591,17 @@ def _check_stage_counts(spec: StudySpec, img_size: int, patches: list[int]) -> N
 
 
 def _check_layout_integers(spec: StudySpec) -> None:
-    """``arch.depth`` and ``arch.mid_depth_ratio`` dimensions take integers >= 1 only."""
-    for name in ("arch.depth", "arch.mid_depth_ratio"):
+    """``arch.depth``, ``arch.mid_depth_ratio``, ``baseline.width`` and ``baseline.blocks`` take integers
+    >= 1 only; ``model.backbone`` chooses among the two families."""
+    family = spec.space.get("model.backbone")
+    if family is not None and (
+        family.kind != "categorical" or not set(family.choices) <= {"focalnet", "baseline"}
+    ):
+        raise SpecError(
+            f'{spec.source}: space.model.backbone: must be {{choices = [...]}} of "focalnet", "baseline"',
+            key="space.model.backbone",
+        )
+    for name in ("arch.depth", "arch.mid_depth_ratio", "baseline.width", "baseline.blocks"):
         d = spec.space.get(name)
         if d is None:
             continue
@@ -585,7 +635,7 @@ def _check_model_corners(spec: StudySpec, img_size: int, patches: list[int]) -> 
     arch_dims = {
         n: d
         for n, d in spec.space.items()
-        if n.startswith(("arch.", "head.", "model.")) and n != "arch.patch_size"
+        if n.startswith(("arch.", "baseline.", "head.", "model.")) and n != "arch.patch_size"
     }
     searched_patch = "arch.patch_size" in spec.space
     for p in patches:
@@ -608,11 +658,14 @@ def _check_model_corners(spec: StudySpec, img_size: int, patches: list[int]) -> 
 
 
 def _conditional(spec: StudySpec, combo: dict[str, Any]) -> dict[str, Any]:
-    """A corner as sampling would propose it: no ``arch.mid_depth_ratio`` below 3 stages, and an integer
-    ``head.stage`` clamped to the corner's stages."""
-    n_stages = combo.get("arch.num_stages", _fixed_num_stages(spec))
-    if n_stages < 3:
-        combo = {k: v for k, v in combo.items() if k != "arch.mid_depth_ratio"}
+    """A corner as sampling would propose it: only its family's dimensions, no ``arch.mid_depth_ratio``
+    below 3 stages, and an integer ``head.stage`` clamped to the corner's stages (or blocks)."""
+    backbone = combo.get("model.backbone", _family(spec))
+    if backbone == "baseline":
+        n_stages = combo.get("baseline.blocks", _fixed_blocks(spec))
+    else:
+        n_stages = combo.get("arch.num_stages", _fixed_num_stages(spec))
+    combo = {k: v for k, v in combo.items() if not _skipped(k, backbone, n_stages)}
     dim = spec.space.get("head.stage")
     if "head.stage" in combo and dim is not None and dim.kind == "int":
         lo, hi = _stage_range(dim, n_stages)

@@ -188,7 +188,8 @@ def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: st
     ``t007-fn-p4-s3-d32-L2-sequ-hm1-s0``: trial 7, FocalNet, patch 4, 3 stages, embed dim 32, focal
     level 2, context mode ``sequ``, a heatmap head on stage 1 (``simcc2``, ``flat1``, ``pool0``; ``+xy``
     with coordinate channels; nothing for the backbone's default head on its last stage), train
-    seed 0. The baseline is ``t000-baseline-s0`` (``t000-baseline-hm1-s0`` with another head); a
+    seed 0. The baseline is ``t000-baseline-s0`` (``t000-baseline-hm1-s0`` with another head,
+    ``t009-baseline-c16x4-simcc1-s0`` for a conv extractor of 4 blocks from 16 channels); a
     ``label`` (variant or cell name) replaces the architecture part: ``t003-<label>-s0``.
 
     Args:
@@ -202,7 +203,10 @@ def run_name(trial_number: int, resolved_config: Mapping[str, Any], *, label: st
     if label:
         parts.append(re.sub(r"[^A-Za-z0-9._+-]+", "_", label)[:40])
     elif model.get("backbone", "focalnet") == "baseline":
-        parts += ["baseline", *_head_part(model, "baseline")]
+        channels = (model.get("baseline") or {}).get("channels")
+        default = isinstance(channels, list | tuple) and list(channels) == [8, 16, 32]  # the team's extractor
+        size = [] if default or not channels else [f"c{channels[0]}x{len(channels)}"]
+        parts += ["baseline", *size, *_head_part(model, "baseline")]
     else:
         fn = model.get("focalnet") or {}
         parts.append("fn")
