@@ -1,5 +1,9 @@
 """`python -m search …` (console script `focalnet-search`).
 
+Imports of modules that load torch, MLflow or the dataset code stay inside the commands that need them:
+this module is imported before `main` sets ``OMP_WAIT_POLICY`` (torch reads it when it loads), and the
+finished-study fast path of `run` must answer without loading either.
+
 Bad input of any kind (spec, data, storage, arguments, configs) exits with code 2 and one line naming
 the field and what is allowed. Ctrl-C exits 130 after one line. Storage and tracking URLs (which may hold
 a password) can come from the environment (`FS_STORAGE`, `FS_TRACKING_URI`) or a file readable only by
@@ -15,7 +19,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from search.storage.connect import load_stored_study
+from search.efficiency.table import TableError, read_table
+from search.report.finished import finished_line, finished_study, read_raw_spec
+from search.report.plots import pareto_table
+from search.report.records import study_records
+from search.report.text import report_text
+from search.storage.connect import DEFAULT_STORAGE, NoStorage, StorageError, load_stored_study, make_storage
+from search.storage.faults import StorageOutage
+from search.study.threads import choose_threads, passive_openmp
+from search.task.errors import DataError
+from search.tracking.params import redact_url
+from search.tracking.store import default_tracking_uri
 
 __all__ = ["main"]
 
@@ -29,10 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
-    from search.efficiency.table import TableError
     from search.spec.parse import SpecError
-    from search.storage.connect import StorageError
-    from search.task.errors import DataError
     from search.tools.reproduce import ReproduceError
 
     return (SpecError, StorageError, DataError, ReproduceError, TableError)
@@ -90,7 +101,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from search.report.finished import finished_line, finished_study, read_raw_spec
 
     if args.jobs is not None and args.jobs < 1:
         raise_bad("--jobs", f"must be >= 1, got {args.jobs}")
@@ -124,14 +134,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=_threads(args),
     )
     if args.report:
-        from search.report.text import report_text
-
         print(report_text(study, spec))
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from search.efficiency.table import read_table
     from search.spec.schema import SAMPLERS, STOPPING_RULES
     from search.tools.simulate import DEFAULT_TABLE, simulate
 
@@ -186,9 +193,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from search.study.threads import choose_threads
     from search.study.workers import run_worker
-    from search.tracking.runs import default_tracking_uri
 
     spec = _load_spec(args.spec)
     threads, _ = choose_threads(requested=_threads(args) or int(spec.train.get("threads") or 0))
@@ -209,7 +214,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.report.text import report_text
 
     study, spec = load_stored_study(args.name, storage_url(args))
     if spec.ablation:
@@ -220,9 +224,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     print(report_text(study, spec))
     if args.csv:
-        from search.report.plots import pareto_table
-        from search.report.records import study_records
-
         pareto_table(study_records(study, spec), Path(args.csv))
     return 0
 
@@ -246,9 +247,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import optuna
-
-    from search.storage.connect import DEFAULT_STORAGE, NoStorage, make_storage
-    from search.tracking.runs import redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(args) or DEFAULT_STORAGE
@@ -274,7 +272,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from search.tools.ui import serve_ui
-    from search.tracking.runs import default_tracking_uri
 
     uri = tracking_uri(args)
     if args.name and uri is None:
@@ -552,8 +549,6 @@ def _add_result_commands(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from search.storage.faults import StorageOutage
-    from search.study.threads import passive_openmp
 
     passive_openmp()  # before anything imports torch
     args = build_parser().parse_args(argv)

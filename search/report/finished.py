@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from search.report.budget import FINISHED_STATES, budget_used
 from search.report.publish import REPORTED_ATTR
 from search.report.seed_check import SEED_CHECKED_ATTR, VERIFY_ROLE
+from search.storage.connect import StorageError, make_storage
 
 __all__ = ["finished_study", "finished_line", "read_raw_spec"]
 
@@ -54,8 +55,6 @@ def finished_study(
         n_trials: the trial budget (the CLI's ``--n-trials`` or the spec's ``study.n_trials``).
         tracking: the study logs to MLflow (its report must be complete).
     """
-    from search.storage.connect import StorageError, make_storage
-
     if not raw or n_trials is None or "ablation" in raw:
         return None  # ablations resume by missing cells: the full path
     name = (raw.get("study") or {}).get("name")

@@ -21,8 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import optuna
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    import optuna
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -506,8 +508,6 @@ def compute_importances(study: optuna.Study, names: Sequence[str]) -> dict[str, 
     Returns:
         objective name → (param name → importance).
     """
-    import optuna
-
     out: dict[str, dict[str, float]] = {}
     for i, name in enumerate(names):
         # Optuna 5's default evaluator (PED-ANOVA) ranks params by how they reach LOW target values,
@@ -546,8 +546,6 @@ def simulation_plot(
     Returns:
         ``path``.
     """
-    import numpy as np
-
     samplers = list(dict.fromkeys(arm.split("/")[0] for arm in curves))
     fig = _figure(4.2 * max(1, len(samplers)), 3.8)
     axes = fig.subplots(1, max(1, len(samplers)), sharey=True, squeeze=False)[0]

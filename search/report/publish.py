@@ -12,6 +12,13 @@ import optuna
 
 from search.efficiency.pareto import hypervolume_history
 from search.report.budget import FINISHED_STATES
+from search.report.plots import (
+    compute_importances,
+    hypervolume_plot,
+    importance_plot,
+    pareto_plots,
+    pareto_table,
+)
 from search.report.records import IN_REGION, objective_points, study_records, value_names
 from search.report.seed_check import verify_rows, write_verify_csv
 from search.report.text import report_text
@@ -32,14 +39,6 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances:
         importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
             has them, the refreshes during a study skip them).
     """
-    from search.report.plots import (
-        compute_importances,
-        hypervolume_plot,
-        importance_plot,
-        pareto_plots,
-        pareto_table,
-    )
-
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent is None:
         return
