@@ -106,6 +106,7 @@ def reproduce(
     from focalnet.export import export_onnx, export_program
     from search.task.gallery import model_gallery
     from search.task.train import train
+    from search.tracking.outbox import WAIT_AT_EXIT_S
     from search.tracking.runs import StudyTracker, default_tracking_uri, flatten_config, redact_url
     from search.tracking.store import store_exists
 
@@ -190,4 +191,5 @@ def reproduce(
         for f in sorted(out.iterdir()):
             tracker.log_artifact(run_id, str(f), "export")
         tracker.end_trial_run(run_id, status="FINISHED", tags={"fs.reproduced": str(ok).lower()})
+        tracker.flush(WAIT_AT_EXIT_S)  # writes that had to wait are sent before the process ends
     return 0 if ok else 1
