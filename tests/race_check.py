@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness_utils import write_spec
-from servers import DEPLOY, ROOT, wait_for
+from servers import ROOT, wait_for
 
 #: Counts that must be zero (`parents` must be one).
 ZERO = (
@@ -46,9 +46,20 @@ def race_spec(folder: Path, name: str, *, n_trials: int, steps: int) -> Path:
 
 
 def start_workers(
-    n: int, spec: Path, *, storage: str, tracking: str, env: dict[str, str], logs: Path
+    n: int,
+    spec: Path,
+    *,
+    storage: str,
+    tracking: str,
+    env: dict[str, str],
+    logs: Path,
+    checkout: Path = ROOT,
 ) -> list[subprocess.Popen]:
-    """Start `n` deploy/worker.sh processes back to back (the same moment, as a job array does)."""
+    """Start `n` deploy/worker.sh processes back to back (the same moment, as a job array does).
+
+    Args:
+        checkout: the source tree whose deploy/worker.sh (and code) the workers run.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     full = {
         **os.environ,
@@ -61,7 +72,7 @@ def start_workers(
     files = [open(logs / f"w{i}.log", "w") for i in range(n)]  # noqa: SIM115 (the children hold them)
     procs = [
         subprocess.Popen(
-            [str(DEPLOY / "worker.sh")],
+            [str(checkout / "deploy" / "worker.sh")],
             cwd=logs,
             env=full,
             stdout=f,
