@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_race.py restart --reps 10 --workers 4 --trials 10 --steps 90 --down-s 10
 
 One throw-away PostgreSQL cluster (deploy/start_postgres.sh) and one `mlflow server`
-(deploy/start_mlflow_server.sh, SQLite backend) serve every repetition; each repetition is a new study
+(deploy/start_mlflow_server.sh; SQLite backend, or `--mlflow-backend postgresql`: a database in the same
+cluster) serve every repetition; each repetition is a new study
 whose workers are `deploy/worker.sh` processes started back to back (FS_THREADS=1, default heartbeat).
 
 - `start`: N workers start at once on an empty study (they race to create it, its parent run and
@@ -17,7 +18,8 @@ After the workers exit, tests/race_check.py counts what went wrong (worker exits
 candidate parent left, trials lost or failed, a trial without exactly one FINISHED run, runs left
 RUNNING, writes dropped). The 1-minute load average (`os.getloadavg`, what `uptime` prints) is recorded
 before and after each repetition; `--load K` adds K busy-loop processes on top of whatever else runs.
-Raw results: bench/results/bench_race_<mode>.json (rewritten after every repetition).
+Raw results: bench/results/bench_race_<mode>.json (rewritten after every repetition); the worker logs
+of a repetition with a problem are kept under bench/results/bench_race_logs/.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from race_check import check_study, problems, race_spec, start_workers, wait_workers  # noqa: E402
-from servers import MlflowServer, start_postgres, stop_postgres, wait_for  # noqa: E402
+from servers import MlflowServer, create_database, start_postgres, stop_postgres, wait_for  # noqa: E402
 
 
 def _uptime() -> str:
@@ -164,6 +166,12 @@ def main() -> None:
     p.add_argument("--down-s", type=float, default=10.0, help="restart: seconds the server stays stopped")
     p.add_argument("--load", type=int, default=0, help="extra busy-loop processes while it runs")
     p.add_argument(
+        "--mlflow-backend",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the tracking server's store: SQLite, or a database in the same PostgreSQL cluster",
+    )
+    p.add_argument(
         "--checkout",
         type=Path,
         default=ROOT,
@@ -177,11 +185,13 @@ def main() -> None:
     pg_tmp = Path(tempfile.mkdtemp(prefix="fs-pg-"))  # its own folder: chowned to `postgres` when root
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     pg = None
-    server = MlflowServer(tmp / "mlflow")
+    server = None
     reps: list[dict] = []
     started = {"uptime": _uptime(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         pg = start_postgres(pg_tmp)
+        backend = create_database(pg, "mlflow") if args.mlflow_backend == "postgresql" else None
+        server = MlflowServer(tmp / "mlflow", backend_uri=backend)
         server.start(timeout=600)
         for i in range(args.reps):
             rep = one_rep(args, i, tmp, pg.url, server)
@@ -206,7 +216,8 @@ def main() -> None:
         for h in hogs:
             h.kill()
             h.wait()
-        server.stop()
+        if server is not None:
+            server.stop()
         if pg is not None:
             stop_postgres(pg)
         shutil.rmtree(tmp, ignore_errors=True)

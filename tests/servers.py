@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +76,20 @@ def start_postgres(tmp: Path) -> Postgres:
     return pg
 
 
+def create_database(pg: Postgres, name: str) -> str:
+    """Create database `name` owned by the cluster's role (e.g. an MLflow backend); returns its URL."""
+    psql = shutil.which("psql") or "psql"
+    cmd = [psql, "-h", str(pg.pgdata), "-p", str(pg.port), "-U", "postgres", "-d", "postgres", "-v",
+           "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{name}" OWNER "fs_worker"']  # fmt: skip
+    if os.getuid() == 0:  # the superuser is trusted on the socket only as the `postgres` OS user
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"create database {name}: {r.stderr[-1000:]}")
+    # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the project installs psycopg2
+    return pg.url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1) + f"/{name}"
+
+
 def stop_postgres(pg: Postgres, mode: str = "immediate") -> None:
     if (pg.pgdata / "postmaster.pid").exists():
         subprocess.run(
@@ -86,7 +101,7 @@ def stop_postgres(pg: Postgres, mode: str = "immediate") -> None:
 
 
 class MlflowServer:
-    """`mlflow server` (deploy/start_mlflow_server.sh) on 127.0.0.1, SQLite backend and artifacts in `root`.
+    """`mlflow server` (deploy/start_mlflow_server.sh) on 127.0.0.1, artifacts (and by default a SQLite backend) in `root`.
 
     It can be stopped and started again on the same port and store (a restart), or started late (a
     server that refuses connections first).
@@ -95,10 +110,14 @@ class MlflowServer:
         root: folder for the backend DB, artifacts and the server log.
         port: the port (default: a free one).
         workers: uvicorn workers.
+        backend_uri: the backend store (default: SQLite in `root`), e.g. a PostgreSQL database URL.
     """
 
-    def __init__(self, root: Path, *, port: int | None = None, workers: int = 2) -> None:
+    def __init__(
+        self, root: Path, *, port: int | None = None, workers: int = 2, backend_uri: str | None = None
+    ) -> None:
         self.root = root
+        self.backend_uri = backend_uri or f"sqlite:///{root / 'mlflow.db'}"
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -109,7 +128,7 @@ class MlflowServer:
     def _env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "MLFLOW_BACKEND_URI": f"sqlite:///{self.root / 'mlflow.db'}",
+            "MLFLOW_BACKEND_URI": self.backend_uri,
             "MLFLOW_ARTIFACTS": str(self.root / "artifacts"),
             "MLFLOW_HOST": "127.0.0.1",
             "MLFLOW_PORT": str(self.port),
