@@ -19,7 +19,7 @@ candidate parent left, trials lost or failed, a trial without exactly one FINISH
 RUNNING, writes dropped). The 1-minute load average (`os.getloadavg`, what `uptime` prints) is recorded
 before and after each repetition; `--load K` adds K busy-loop processes on top of whatever else runs.
 Raw results: bench/results/bench_race_<mode>.json (rewritten after every repetition); the worker logs
-of a repetition with a problem are kept under bench/results/bench_race_logs/.
+of a repetition with a problem are kept beside it (bench_race_<mode>_logs/).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def _restart_mid_study(server: MlflowServer, storage: str, name: str, procs: lis
     return {"restarted": True, "down_s": round(time.monotonic() - t0, 1)}
 
 
-def one_rep(args: argparse.Namespace, i: int, work: Path, pg_url: str, server: MlflowServer) -> dict:
+def one_rep(
+    args: argparse.Namespace, i: int, work: Path, pg_url: str, server: MlflowServer, keep: Path
+) -> dict:
     name = f"race-{args.mode}-{i}"
     spec = race_spec(work, name, n_trials=args.trials, steps=args.steps)
     env = {"FOCALNET_SEARCH_CACHE": str(work / "cache"), "FS_THREADS": "1"}
@@ -101,10 +103,9 @@ def one_rep(args: argparse.Namespace, i: int, work: Path, pg_url: str, server: M
     )
     bad = problems(counts)
     if bad:  # keep the evidence next to the figures
+        (keep / name).mkdir(parents=True, exist_ok=True)
         for log in sorted(logs.glob("w*.log")):
-            keep = ROOT / "bench" / "results" / "bench_race_logs" / name
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, keep / log.name)
+            shutil.copy(log, keep / name / log.name)
     return {
         "rep": i,
         "study": name,
@@ -194,7 +195,7 @@ def main() -> None:
         server = MlflowServer(tmp / "mlflow", backend_uri=backend)
         server.start(timeout=600)
         for i in range(args.reps):
-            rep = one_rep(args, i, tmp, pg.url, server)
+            rep = one_rep(args, i, tmp, pg.url, server, out.with_name(out.stem + "_logs"))
             reps.append(rep)
             print(
                 f"[{i + 1}/{args.reps}] {rep['wall_s']:.0f}s load {rep['load1_before']:.1f}->{rep['load1_after']:.1f} "
