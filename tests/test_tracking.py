@@ -364,6 +364,12 @@ _DUPLICATE = (
     '(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "param_pk" '
     "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
 )
+# What an MLflow server on SQLite answered when 8 workers logged the parent's params at once (bench_race).
+_DUPLICATE_SQLITE = (
+    "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: params.key, params.run_uuid\n"
+    '[SQL: INSERT INTO params ("key", value, run_uuid) VALUES (?, ?, ?)]\n'
+    "(Background on this error at: https://sqlalche.me/e/21/gkpj)"
+)
 
 
 def test_tracking_errors_are_classified() -> None:
@@ -373,12 +379,14 @@ def test_tracking_errors_are_classified() -> None:
 
     from search.tracking.store import error_reason, is_retryable, is_unreachable
 
-    refused, server, duplicate = (MlflowException(m) for m in (_REFUSED, _SERVER_ERROR, _DUPLICATE))
+    refused, server, duplicate, duplicate_sqlite = (
+        MlflowException(m) for m in (_REFUSED, _SERVER_ERROR, _DUPLICATE, _DUPLICATE_SQLITE)
+    )
     bad = MlflowException("Changing param values is not allowed. Param with key='lr' was already logged")
     missing = MlflowException("Run with id=503 not found at http://127.0.0.1:5030 (code 504 in the docs)")
     assert is_unreachable(refused) and is_retryable(refused)
     assert not is_unreachable(server) and is_retryable(server)
-    assert not is_unreachable(duplicate) and is_retryable(duplicate)
+    assert not is_unreachable(duplicate) and is_retryable(duplicate) and is_retryable(duplicate_sqlite)
     assert not is_retryable(bad) and not is_retryable(missing)
     assert error_reason(refused) == "MlflowException: connection refused"
     assert SECRET not in error_reason(ValueError(f"postgresql://u:{SECRET}@h/db unusable"))

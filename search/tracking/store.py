@@ -188,7 +188,7 @@ _RETRY_IN_PLACE = (
     "integrityerror",
     "unique constraint failed",
     "duplicate key",
-    "sqlalche.me/e/20/gkpj",
+    "/gkpj",  # SQLAlchemy's IntegrityError code, in the message of every version
 )
 
 #: Seconds one call keeps retrying before its caller is told (the outbox then queues it).
