@@ -26,8 +26,10 @@ HOST="${MLFLOW_HOST:-127.0.0.1}"
 PORT="${MLFLOW_PORT:-5000}"
 # --serve-artifacts (default) + --artifacts-destination: clients upload artifacts through the server,
 # so workers need no shared filesystem. --default-artifact-root makes new experiments use that proxy.
+# The backend URI (a PostgreSQL one holds a password) goes by environment, which `mlflow server` reads
+# for --backend-store-uri: a command line is visible to every local user in `ps`.
+export MLFLOW_BACKEND_STORE_URI="$MLFLOW_BACKEND_URI"
 exec "$PY" -m mlflow server \
-    --backend-store-uri "$MLFLOW_BACKEND_URI" \
     --artifacts-destination "$MLFLOW_ARTIFACTS" \
     --default-artifact-root mlflow-artifacts:/ \
     --host "$HOST" --port "$PORT" --workers "${MLFLOW_WORKERS:-2}"

@@ -13,6 +13,8 @@
 #                 FS_PYTHON (default: .venv/bin/python of this checkout, else python),
 #                 FOCALNET_SEARCH_HEARTBEAT_S / FOCALNET_SEARCH_GRACE_S (RDB heartbeat, default 10 / 30 s),
 #                 FOCALNET_SEARCH_OUTAGE_S (how long storage calls retry through a database outage, 60 s),
+#                 FOCALNET_SEARCH_TRACKING_RETRY_S / FOCALNET_SEARCH_TRACKING_WAIT_S (an MLflow call's retries
+#                 before its write waits in the worker, 10 s; how long a leaving worker waits for them, 60 s),
 #                 FOCALNET_SEARCH_CACHE (dataset cache dir).
 # Extra arguments are passed on to `python -m search worker`.
 # exec: the worker's PID is this script's PID (signals reach it; `worker` attr host:pid matches).

@@ -1,27 +1,33 @@
 """Shared fixtures: throw-away PostgreSQL cluster and MLflow tracking server (real servers, loopback only).
 
-Both are started with the scripts in deploy/ (the same commands the README gives) and are stopped, with
-their temp dirs removed, in teardown even when a test fails. Without PostgreSQL binaries the PostgreSQL
+Both are started with the scripts in deploy/ (the same commands the README gives; helpers in
+tests/servers.py, shared with bench/bench_race.py) and are stopped, with their temp dirs removed, in
+teardown even when a test fails. Without PostgreSQL binaries the PostgreSQL
 tests skip, except with CI=true where a missing server is an error.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servers import (  # noqa: F401 (re-exported: tests import them from conftest)
+    DEPLOY,
+    ROOT,
+    MlflowServer,
+    Postgres,
+    free_port,
+    postgres_env,
+    start_postgres,
+    stop_postgres,
+    wait_for,
+)
 
 # A session started with SIGINT ignored (nohup, or a background job of a non-interactive shell) would
 # hand SIG_IGN to every child process: the Ctrl-C tests would see runs that cannot be interrupted. exec
@@ -29,47 +35,7 @@ import pytest
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "deploy"
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, *, timeout: float, interval: float = 0.2, what: str = "condition"):
-    """Poll `condition()` until it returns something truthy (returned) or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-@dataclass(frozen=True)
-class Postgres:
-    url: str  # with the password: only ever passed to workers, never logged
-    password: str
-    port: int
-    pgdata: Path
-
-
-def postgres_env(pg: Postgres) -> dict[str, str]:
-    """The environment deploy/start_postgres.sh and stop_postgres.sh need for this cluster."""
-    return {
-        **os.environ,
-        "PGDATA": str(pg.pgdata),
-        "PGPORT": str(pg.port),
-        "FS_DB_PASSWORD": pg.password,
-        "FS_DB_USER": "fs_worker",
-        "FS_DB_NAME": "fs_test",
-    }
 
 
 def postgres_ctl(pg: Postgres, action: str) -> None:
@@ -89,40 +55,16 @@ def postgres() -> Iterator[Postgres]:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
     # mkdtemp in /tmp (not pytest's 0700 root dir): the server may run as the `postgres` user.
     tmp = Path(tempfile.mkdtemp(prefix="fs-pg-"))
-    pgdata = tmp / "data"
-    password = "pw-" + secrets.token_hex(8) + "-S3cret"
-    port = free_port()
-    env = {
-        **os.environ,
-        "PGDATA": str(pgdata),
-        "PGPORT": str(port),
-        "FS_DB_PASSWORD": password,
-        "FS_DB_USER": "fs_worker",
-        "FS_DB_NAME": "fs_test",
-    }
+    pg = None
     try:
-        r = subprocess.run(
-            [str(DEPLOY / "start_postgres.sh")], env=env, capture_output=True, text=True, timeout=180
-        )
-        if r.returncode != 0:
-            log = pgdata / "server.log"
-            detail = log.read_text()[-2000:] if log.exists() else ""
-            pytest.fail(f"deploy/start_postgres.sh failed ({r.returncode}): {r.stderr[-2000:]}\n{detail}")
-        assert password not in r.stdout + r.stderr
-        yield Postgres(
-            url=f"postgresql://fs_worker:{password}@127.0.0.1:{port}/fs_test",
-            password=password,
-            port=port,
-            pgdata=pgdata,
-        )
+        try:
+            pg = start_postgres(tmp)
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        yield pg
     finally:
-        if (pgdata / "postmaster.pid").exists():
-            subprocess.run(
-                [str(DEPLOY / "stop_postgres.sh")],
-                env={**env, "PG_STOP_MODE": "immediate"},
-                capture_output=True,
-                timeout=60,
-            )
+        if pg is not None:
+            stop_postgres(pg)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -130,47 +72,10 @@ def postgres() -> Iterator[Postgres]:
 def mlflow_server() -> Iterator[str]:
     """`mlflow server` on 127.0.0.1:<free port>, SQLite backend and artifact root in a temp dir; yields its URI."""
     tmp = Path(tempfile.mkdtemp(prefix="fs-mlflow-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_BACKEND_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-        "MLFLOW_ARTIFACTS": str(tmp / "artifacts"),
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_WORKERS": "2",
-        "MLFLOW_PYTHON": sys.executable,
-    }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed in teardown)
-    proc = subprocess.Popen(
-        [str(DEPLOY / "start_mlflow_server.sh")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"mlflow server exited {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
+    server = MlflowServer(tmp)
     try:
-        wait_for(healthy, timeout=180, interval=0.5, what="mlflow server /health")
-        yield uri
+        server.start(timeout=180)
+        yield server.uri
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
-        log.close()
+        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

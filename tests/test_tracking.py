@@ -345,3 +345,73 @@ def test_start_requires_parent(uri: str) -> None:
     tracker = StudyTracker(tracking_uri=uri, study_name=f"no-parent-{time.time_ns()}")
     with pytest.raises(RuntimeError, match="parent_run_id"):
         tracker.start_trial_run(trial_number=0, run_name="x", params={}, tags={})
+
+
+# ---- tracking errors: what is retried, what waits, what is given up ---------------------------------
+
+_REFUSED = (
+    "API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/create failed with exception "
+    "HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded with url: /api/2.0/mlflow/runs/create "
+    "(Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=5000): Failed to establish a new "
+    'connection: [Errno 111] Connection refused"))'
+)
+_SERVER_ERROR = (
+    "API request to http://127.0.0.1:5030/api/2.0/mlflow/runs/log-batch failed with exception "
+    "HTTPConnectionPool(host='127.0.0.1', port=5030): Max retries exceeded with url: "
+    "/api/2.0/mlflow/runs/log-batch (Caused by ResponseError('too many 500 error responses'))"
+)
+_DUPLICATE = (
+    '(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "param_pk" '
+    "(Background on this error at: https://sqlalche.me/e/20/gkpj)"
+)
+# What an MLflow server on SQLite answered when 8 workers logged the parent's params at once (bench_race).
+_DUPLICATE_SQLITE = (
+    "BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: params.key, params.run_uuid\n"
+    '[SQL: INSERT INTO params ("key", value, run_uuid) VALUES (?, ?, ?)]\n'
+    "(Background on this error at: https://sqlalche.me/e/21/gkpj)"
+)
+
+
+def test_tracking_errors_are_classified() -> None:
+    """A refused connection waits for the server; a server error or a duplicate row is retried in place;
+    a bad value (or a port number that looks like a status code) is not retried."""
+    from mlflow.exceptions import MlflowException
+
+    from search.tracking.store import error_reason, is_retryable, is_unreachable
+
+    refused, server, duplicate, duplicate_sqlite = (
+        MlflowException(m) for m in (_REFUSED, _SERVER_ERROR, _DUPLICATE, _DUPLICATE_SQLITE)
+    )
+    bad = MlflowException("Changing param values is not allowed. Param with key='lr' was already logged")
+    missing = MlflowException("Run with id=503 not found at http://127.0.0.1:5030 (code 504 in the docs)")
+    assert is_unreachable(refused) and is_retryable(refused)
+    assert not is_unreachable(server) and is_retryable(server)
+    assert not is_unreachable(duplicate) and is_retryable(duplicate) and is_retryable(duplicate_sqlite)
+    assert not is_retryable(bad) and not is_retryable(missing)
+    assert error_reason(refused) == "MlflowException: connection refused"
+    assert SECRET not in error_reason(ValueError(f"postgresql://u:{SECRET}@h/db unusable"))
+
+
+def test_retry_rereads_after_an_integrity_error_and_gives_up_on_a_bad_value() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from search.tracking.store import retry
+
+    calls: list[int] = []
+
+    def write() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # another worker inserted the same row first
+            raise MlflowException(_DUPLICATE)
+        return "logged"
+
+    assert retry(write, what="log params") == "logged" and len(calls) == 2
+    calls.clear()
+
+    def bad() -> None:
+        calls.append(1)
+        raise MlflowException("Changing param values is not allowed")
+
+    with pytest.raises(MlflowException):
+        retry(bad, what="log params")
+    assert len(calls) == 1

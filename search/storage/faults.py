@@ -14,6 +14,8 @@ A database outage (a restart, a failover, a dropped connection) must not crash a
   ran it (its heartbeat was lost) is reported in one line and given up: its retry runs elsewhere.
 - :func:`study_lock` serialises short read-then-write sections (re-enqueueing fixed trials) across every
   worker of a study: a PostgreSQL advisory lock, or ``flock`` on the journal / SQLite file.
+  :func:`compare_and_set_study_attr` is one such section: an atomic compare-and-set on a study system
+  attr (the MLflow parent run every worker agrees on).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "StorageOutage",
     "TrialHeartbeat",
     "TrialOutcome",
+    "compare_and_set_study_attr",
     "fail_stale_trials",
     "is_transient",
     "run_trial",
@@ -389,3 +392,24 @@ def study_lock(study: optuna.Study) -> Iterator[None]:
             yield
     else:  # in-memory storage: one process
         yield
+
+
+def compare_and_set_study_attr(study: optuna.Study, key: str, expected: Any, new: Any) -> Any:
+    """Set study system attr ``key`` to ``new`` if it holds ``expected`` (None: unset), atomically across workers.
+
+    Args:
+        study: the study.
+        key: the system attr.
+        expected: the value the caller read.
+        new: the value to store.
+
+    Returns:
+        The value the attr holds afterwards: ``new`` when this call won, else what another worker stored.
+    """
+    storage = study._storage
+    with study_lock(study):
+        current = storage.get_study_system_attrs(study._study_id).get(key)
+        if current != expected:
+            return current
+        storage.set_study_system_attr(study._study_id, key, new)
+        return new

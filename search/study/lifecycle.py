@@ -3,9 +3,12 @@
 - Every worker (and the `run` process that starts `--jobs` workers) holds a lease in the study's system
   attrs (`fs:worker:<host>:<pid>`), refreshed every heartbeat interval on RDB storages. A worker is alive
   while its process runs (same host) or its lease is fresher than interval + grace period (other hosts).
-- :class:`ParentRun` opens the study's MLflow parent run (RUNNING) while this process works, stores its id
-  on the study, and on the way out refreshes the report (Pareto plots, CSV, hypervolume) and, when no
-  other worker is alive, ends the run: FINISHED, KILLED after Ctrl-C, FAILED after a crash.
+- :class:`ParentRun` opens the study's MLflow parent run (RUNNING) while this process works and on the way
+  out refreshes the report (Pareto plots, CSV, hypervolume) and, when no other worker is alive, ends the
+  run: FINISHED, KILLED after Ctrl-C, FAILED after a crash. Which run is the parent is agreed on through
+  the storage (:class:`StudyParentClaim`: a compare-and-set on a study system attr), and so is who ends
+  it: a worker leaves (lease ``exited``) and looks for live ones under one :func:`study_lock`, after its
+  last MLflow write, so exactly one worker is the last one out.
 - :func:`requeue_fixed_trials` enqueues every fixed trial (baseline, variants, ablation cells, any trial
   enqueued with a role) that has no live attempt — never run, or last attempt failed or interrupted —
   once per attempt, under :func:`search.storage.faults.study_lock`, so workers starting together never duplicate.
@@ -29,12 +32,14 @@ from optuna.trial import TrialState
 
 from search.report.publish import refresh_parent
 from search.storage.connect import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, pid_alive, worker_id
-from search.storage.faults import study_lock
-from search.tracking.store import retry
+from search.storage.faults import compare_and_set_study_attr, study_lock
+from search.tracking.outbox import WAIT_AT_EXIT_S
 
 __all__ = [
     "IDENTITY_KEYS",
+    "PARENT_ATTR",
     "ParentRun",
+    "StudyParentClaim",
     "WorkerLease",
     "enqueue_fixed",
     "fixed_identity",
@@ -42,6 +47,12 @@ __all__ = [
 ]
 
 LEASE_PREFIX = "fs:worker:"
+#: Study system attr holding the MLflow parent run id every worker adopts (set by compare-and-set).
+PARENT_ATTR = "fs:mlflow_parent"
+#: Study user attr with the same id, read by the report and the tools (and by studies from before the claim).
+PARENT_USER_ATTR = "mlflow_parent_run_id"
+#: Seconds a worker leaving after Ctrl-C waits for MLflow to take its last writes.
+_WAIT_AFTER_CTRL_C_S = 5.0
 IDENTITY_KEYS = ("role", "name", "seed")  # what makes two attempts the same fixed trial
 _LEGACY_FIXED_KEYS = ("role", "name", "fixed_overrides", "cell", "seed")
 _LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -172,12 +183,38 @@ class WorkerLease:
 # the MLflow parent run
 
 
+class StudyParentClaim:
+    """The study's MLflow parent run id, claimed in the Optuna storage every worker shares.
+
+    Implements `search.tracking.runs.ParentClaim`: reads and compare-and-sets study system attr
+    :data:`PARENT_ATTR` under :func:`study_lock`. A study from before the claim existed has only the user
+    attr; its run is claimed as it is.
+
+    Args:
+        study: the study.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def get(self) -> str | None:
+        attrs = self._study._storage.get_study_system_attrs(self._study._study_id)
+        if PARENT_ATTR in attrs:
+            return attrs[PARENT_ATTR]
+        legacy = self._study.user_attrs.get(PARENT_USER_ATTR)
+        return self.compare_and_set(None, legacy) if legacy else None
+
+    def compare_and_set(self, expected: str | None, new: str) -> str:
+        return compare_and_set_study_attr(self._study, PARENT_ATTR, expected, new)
+
+
 class ParentRun:
     """The study's MLflow parent run while this process works on the study (a context manager).
 
-    On entry: lease, parent run got or created (RUNNING), its id stored on the study. On exit: stale child
-    runs closed, the report refreshed, and — when no other worker is alive — the parent ended FINISHED
-    (normal exit), KILLED (Ctrl-C) or FAILED (any other exception). A no-op without a tracker.
+    On entry: lease, parent run claimed or adopted (RUNNING), its id stored on the study. On exit: stale
+    child runs closed, the report refreshed, this worker's waiting MLflow writes sent, and — when no
+    other worker is alive — the parent ended FINISHED (normal exit), KILLED (Ctrl-C) or FAILED (any other
+    exception). A no-op without a tracker. No tracking error leaves it: MLflow is a view of the study.
 
     Args:
         study: the study.
@@ -200,30 +237,46 @@ class ParentRun:
         self._params, self._tags = dict(params), dict(tags)
         self.lease = WorkerLease(study)
         self.run_id: str | None = None
+        self._warned = False
 
     def __enter__(self) -> ParentRun:
-        self.lease.start()
+        # Under the lock a worker deciding to end the parent uses: it either sees this lease, or has
+        # ended the parent before this worker re-opens it.
+        with study_lock(self.study):
+            self.lease.start()
         if self.tracker is not None:
-            self.run_id = self.tracker.parent_run_id(
-                spec=self.spec.to_dict(), params=self._params, tags=self._tags
+            self.run_id = self.tracker.claim_parent(
+                StudyParentClaim(self.study),
+                spec=self.spec.to_dict(),
+                params=self._params,
+                tags=self._tags,
+                on_claimed=self._record,
             )
-            if self.study.user_attrs.get("mlflow_parent_run_id") != self.run_id:
-                self.study.set_user_attr("mlflow_parent_run_id", self.run_id)
         return self
+
+    def _record(self, run_id: str) -> None:
+        if self.study.user_attrs.get(PARENT_USER_ATTR) != run_id:
+            self.study.set_user_attr(PARENT_USER_ATTR, run_id)
 
     def keep_open(self) -> None:
         """Re-open the parent if a worker that thought it was the last one closed it meanwhile."""
-        if self.tracker is None or self.run_id is None:
-            return
-        client = self.tracker.client
-        if retry(lambda: client.get_run(self.run_id), what="get parent").info.status != "RUNNING":
-            retry(lambda: client.update_run(self.run_id, status="RUNNING"), what="reopen parent")
+        if self.tracker is not None and self.run_id is not None:
+            self.tracker.reopen_parent()
 
     def close_dead_runs(self) -> None:
-        """MLflow runs of trials that are no longer RUNNING in Optuna (a killed worker) get closed."""
-        if self.tracker is not None:
-            states = {t.number: t.state.name for t in self.study.get_trials(deepcopy=False)}
+        """MLflow runs of trials that are no longer RUNNING in Optuna (a killed worker) get closed.
+
+        Skipped while writes of this worker wait for MLflow: a run they would end is not stale.
+        """
+        if self.tracker is None or not self.tracker.reachable:
+            return
+        states = {t.number: t.state.name for t in self.study.get_trials(deepcopy=False)}
+        try:
             self.tracker.close_stale_runs(None, states)
+        except Exception as e:  # a read MLflow could not answer; the next call tries again
+            if not self._warned:
+                self._warned = True
+                _warn(f"could not look for stale MLflow runs: {_first_line(e)}")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         status = "FINISHED"
@@ -238,22 +291,33 @@ class ParentRun:
                 signal.signal(signal.SIGINT, previous)
 
     def _close(self, status: str) -> None:
+        # One deadline for every wait below: MLflow staying away delays a leaving worker once, not thrice.
+        deadline = time.monotonic() + (_WAIT_AFTER_CTRL_C_S if status == "KILLED" else WAIT_AT_EXIT_S)
         if self.tracker is not None:
+            # This worker's trial runs exist before the report points at them.
+            self.tracker.flush(max(0.0, deadline - time.monotonic()))
             try:
                 self.close_dead_runs()
-                refresh_parent(self.study, self.spec, self.tracker)
+                if self.tracker.reachable:
+                    refresh_parent(self.study, self.spec, self.tracker)
             except Exception as e:  # the results are safe in storage; the report is redone next time
                 if status != "KILLED":  # after Ctrl-C the one "interrupted" line says enough
-                    _warn(
-                        f"could not refresh the MLflow parent run: {str(e).splitlines()[0] if str(e) else e!r}"
-                    )
+                    _warn(f"could not refresh the MLflow parent run: {_first_line(e)}")
+            # Its last write reaches MLflow (or is given up) before the others can see it leave.
+            self.tracker.flush(max(0.0, deadline - time.monotonic()))
+        ended = False
         try:
-            self.lease.stop()
-            others = self.lease.others_alive()
+            with study_lock(self.study):  # leave and look under one lock: exactly one worker is the last
+                self.lease.stop()
+                if self.tracker is not None and not self.lease.others_alive():
+                    ended = True
+                    self.tracker.finish_parent(status=status, tags={"fs.study_state": status.lower()})
         except Exception:  # storage unreachable: nobody can tell; a live worker re-opens the parent
-            others = []
-        if self.tracker is not None and not others:
-            try:
+            if self.tracker is not None and not ended:
                 self.tracker.finish_parent(status=status, tags={"fs.study_state": status.lower()})
-            except Exception as e:
-                _warn(f"could not end the MLflow parent run: {str(e).splitlines()[0] if str(e) else e!r}")
+        if self.tracker is not None:
+            self.tracker.flush(max(0.0, deadline - time.monotonic()))
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else repr(e)

@@ -6,6 +6,7 @@ MLflow client) and every trial reuses them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -30,6 +31,12 @@ __all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "record_costs", "MET
 METRIC_KEYS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme")
 #: Roles that are never skipped over budget nor stopped early: reference points, ablation cells, seed checks.
 ALWAYS_TRAIN = ("baseline", "cell", "verify")
+
+
+def _record_run_id(trial: optuna.Trial, run_id: str) -> None:
+    """Store the trial's MLflow run id on it (now, or once MLflow was back, if the trial still runs)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_user_attr("mlflow_run_id", run_id)
 
 
 def objective_values(spec: Any, accuracy: float, user_attrs: dict[str, Any]) -> tuple[float, ...]:
@@ -155,9 +162,12 @@ class Objective:
             if trial.user_attrs.get(WARM_ATTR):
                 tags["fs.warm_start"] = str(trial.user_attrs[WARM_ATTR])
             run_id = self.tracker.start_trial_run(
-                trial_number=trial.number, run_name=name, params=flatten_config(config), tags=tags
+                trial_number=trial.number,
+                run_name=name,
+                params=flatten_config(config),
+                tags=tags,
+                on_created=lambda rid: _record_run_id(trial, rid),
             )
-            trial.set_user_attr("mlflow_run_id", run_id)
             self.tracker.log_metrics(
                 run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
             )

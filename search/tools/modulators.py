@@ -35,6 +35,7 @@ from search.report.records import study_records
 from search.storage.connect import load_stored_study
 from search.task.train import train
 from search.tools.reproduce import ReproduceError, pick_trial, trial_data
+from search.tracking.outbox import WAIT_AT_EXIT_S
 from search.tracking.params import redact_url
 from search.tracking.runs import StudyTracker
 from search.tracking.store import default_tracking_uri, store_exists
@@ -342,7 +343,8 @@ def inspect_trial(
         run_id = rec.get("mlflow_run_id") or tracker.find_trial_run(rec["number"])
         if run_id:
             tracker.log_artifact(run_id, path, "inspect")
-            print(f"logged inspect/{path.name} to MLflow run {run_id}")
+            if not tracker.flush(WAIT_AT_EXIT_S):  # a write that had to wait is sent before the process ends
+                print(f"logged inspect/{path.name} to MLflow run {run_id}")
         else:
             print(
                 f"warning: trial {rec['number']} has no MLflow run in {uri}; the figure was not logged",

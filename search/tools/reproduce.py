@@ -24,6 +24,7 @@ from search.study.objective import METRIC_KEYS
 from search.task.data import load_data_config
 from search.task.gallery import model_gallery
 from search.task.train import train
+from search.tracking.outbox import WAIT_AT_EXIT_S
 from search.tracking.params import flatten_config, redact_url
 from search.tracking.runs import StudyTracker
 from search.tracking.store import default_tracking_uri, store_exists
@@ -187,4 +188,5 @@ def reproduce(
         for f in sorted(out.iterdir()):
             tracker.log_artifact(run_id, str(f), "export")
         tracker.end_trial_run(run_id, status="FINISHED", tags={"fs.reproduced": str(ok).lower()})
+        tracker.flush(WAIT_AT_EXIT_S)  # writes that had to wait are sent before the process ends
     return 0 if ok else 1

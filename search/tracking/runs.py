@@ -9,6 +9,12 @@ re-exported here for existing callers; :func:`~search.tracking.params.redact_url
 ``mlflow`` is imported lazily, so ``import search.tracking.runs`` stays cheap (mlflow takes seconds to
 import; a study with tracking off never loads it).
 
+Every write goes through an :class:`~search.tracking.outbox.Outbox`: it never raises a tracking error,
+and while the server cannot take writes they wait and are replayed in order (a run created meanwhile
+has a placeholder id until then). The one parent run of a study is agreed on through a
+:class:`ParentClaim` (in a worker: a compare-and-set on the Optuna study, see
+``search.study.lifecycle``), never by searching MLflow and creating when nothing is found.
+
 Run layout (experiment ``focalnet-search/<study_name>``):
 
 - parent run: tag ``fs.role = "parent"``; params = study settings, tags = sampler, seeds, data hash,
@@ -24,10 +30,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from search.tracking import store
+from search.tracking.outbox import Outbox, Resolve
 from search.tracking.params import (
     clean_params,
     clean_tags,
@@ -52,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "EXPERIMENT_PREFIX",
+    "ParentClaim",
     "StudyTracker",
     "default_artifact_location",
     "default_tracking_uri",
@@ -69,6 +80,8 @@ TAG_TRIAL_NUMBER = "fs.trial_number"
 TAG_TRIAL_ROLE = "fs.trial_role"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_PARETO = "fs.pareto"
+#: ``fs.role`` of a parent run created but not (yet) claimed; a worker that loses the claim deletes it.
+ROLE_CANDIDATE = "parent-candidate"
 
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
@@ -76,6 +89,43 @@ _TERMINAL = ("FINISHED", "FAILED", "KILLED")
 def _q(value: str) -> str:
     """Quote a value for an MLflow filter string."""
     return "'" + str(value).replace("'", "\\'") + "'"
+
+
+class ParentClaim(Protocol):
+    """Where every worker of a study agrees on its one parent run (a shared, atomic slot)."""
+
+    def get(self) -> str | None:
+        """The claimed parent run id, or None."""
+        ...
+
+    def compare_and_set(self, expected: str | None, new: str) -> str:
+        """Store ``new`` if the slot still holds ``expected``; return what the slot holds afterwards."""
+        ...
+
+
+class _OldestParent:
+    """The claim of a single process without a study (a tool, a test): the oldest parent run, else a new one."""
+
+    def __init__(self, tracker: StudyTracker) -> None:
+        self._tracker = tracker
+
+    def get(self) -> str | None:
+        parents = self._tracker._find_parents()
+        return parents[0].info.run_id if parents else None
+
+    def compare_and_set(self, expected: str | None, new: str) -> str:
+        return new  # one process: nobody else claims
+
+
+def _spool(path: str) -> str:
+    """Copy a file or folder the caller will delete, for a write that waits; returns the copy's path."""
+    src = Path(path)
+    dst = Path(tempfile.mkdtemp(prefix="fs-outbox-")) / src.name
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy2(src, dst)
+    return str(dst)
 
 
 class StudyTracker:
@@ -95,6 +145,8 @@ class StudyTracker:
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._parent_id: str | None = None
+        self._outbox: Outbox | None = None
+        store.http_client_defaults(tracking_uri)
 
     def __repr__(self) -> str:
         return f"StudyTracker(tracking_uri={redact_url(self.tracking_uri)!r}, study_name={self.study_name!r})"
@@ -103,6 +155,7 @@ class StudyTracker:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
+        state["_outbox"] = None
         return state
 
     @property
@@ -113,6 +166,28 @@ class StudyTracker:
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
+
+    @property
+    def outbox(self) -> Outbox:
+        """The writes of this process, in order; they wait here while MLflow cannot take them."""
+        if self._outbox is None:
+            self._outbox = Outbox()
+        return self._outbox
+
+    @property
+    def reachable(self) -> bool:
+        """No write waits: MLflow took every write so far (reads now see them)."""
+        return self._outbox is None or self._outbox.clear
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for waiting writes; drop (with one line) what is still waiting then.
+
+        Returns:
+            How many writes were dropped.
+        """
+        if self._outbox is None or self._outbox.flush(timeout_s) == 0:
+            return 0
+        return self._outbox.give_up()
 
     # ---- experiment / parent -------------------------------------------------------------------
 
@@ -140,7 +215,7 @@ class StudyTracker:
         return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
     def _known_parent(self) -> str | None:
-        """The parent run id, looked up (oldest parent wins) when this tracker has not seen it yet."""
+        """The parent run id; a tool that has not claimed it looks it up (the oldest parent)."""
         if self._parent_id is None:
             parents = self._find_parents()
             if parents:
@@ -155,52 +230,104 @@ class StudyTracker:
         tags: Mapping[str, Any],
         spec_path: str | os.PathLike[str] | None = None,
     ) -> str:
-        """Get or create the study's single parent run and log spec, params and tags on it.
+        """The parent run for a single process without a study (tools, tests): see :meth:`claim_parent`.
 
-        Race handling: after creating, the parents are looked up again and the oldest wins; a losing
-        duplicate is deleted, so all workers attach their children to the same run. On an existing
-        parent (resumed study) only params not logged yet are added (MLflow params are immutable;
-        conflicting values are listed in tag ``fs.param_conflicts``), tags are updated, the spec
-        artifact is overwritten and the run is marked RUNNING again.
+        The oldest parent run in the experiment is adopted, else one is created. Workers of a study must
+        use :meth:`claim_parent` with the study's claim instead: searching MLflow cannot stop two workers
+        that start together from both creating one.
+        """
+        return self.claim_parent(
+            _OldestParent(self), spec=spec, params=params, tags=tags, spec_path=spec_path
+        )
+
+    def claim_parent(
+        self,
+        claim: ParentClaim,
+        *,
+        spec: Mapping[str, Any],
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        spec_path: str | os.PathLike[str] | None = None,
+        on_claimed: Callable[[str], None] | None = None,
+    ) -> str:
+        """Adopt the study's one parent run, or create it and claim it; log spec, params and tags on it.
+
+        Create-then-resolve: when ``claim`` holds no usable run, a candidate run is created and
+        compare-and-set into the claim; whoever loses deletes its candidate (nobody else knows it) and
+        adopts the winner. A later worker adopts the claimed run. Adopting marks it ``fs.role=parent``
+        and RUNNING, adds params not logged yet (MLflow params are immutable; conflicting values are
+        listed in tag ``fs.param_conflicts``), updates tags and overwrites the spec artifact. A claimed
+        run MLflow does not know (another tracking store) is replaced; a deleted one is restored.
 
         Args:
+            claim: the shared slot (the Optuna study's, in a worker).
             spec: the study spec as a dict (logged as ``spec.json``; secrets redacted).
             params: study-level params (nested dicts are flattened with dots).
             tags: e.g. sampler, seeds, data hash, code version, storage URL (redacted here).
             spec_path: optional original spec file, logged verbatim (redacted) e.g. as ``spec.toml``.
+            on_claimed: called with the run id once the run is settled (later, if MLflow is down now).
 
         Returns:
-            The parent run id.
+            The parent run id, or a placeholder while MLflow cannot be reached (later writes may use it).
         """
-        if self._parent_id is None:
-            parents = self._find_parents()
-            if parents:
-                self._parent_id = parents[0].info.run_id
-                retry(lambda: self.client.update_run(self._parent_id, status="RUNNING"), what="update parent")
-            else:
-                self._parent_id = self._create_parent()
-        run_id = self._parent_id
-        store.log_params_once(self.client, run_id, clean_params(params))
-        self.set_tags(run_id, dict(tags))
-        store.log_spec(self.client, run_id, spec, spec_path)
-        return run_id
+        created: list[str] = []  # kept across replays: a retried set-up never makes a second candidate
+        params, tags, spec = clean_params(params), dict(tags), dict(spec)
 
-    def _create_parent(self) -> str:
-        """Create a parent run; when workers race, the oldest parent wins and a losing duplicate is deleted."""
-        created = retry(
-            lambda: self.client.create_run(
-                self.experiment_id,
-                tags={TAG_ROLE: "parent", "fs.study_name": self.study_name},
-                run_name=f"study-{self.study_name}"[:200],
-            ),
-            what="create parent",
+        def settle(resolve: Resolve) -> str:
+            current = claim.get()
+            if current is None or not self._adoptable(current):
+                if not created:
+                    created.append(self._create_candidate())
+                current = claim.compare_and_set(current, created[0])
+            if created and created[0] != current:
+                log.info("parent run race: adopting %s, deleting candidate %s", current, created[0])
+                store.retry(lambda: self.client.delete_run(created[0]), what="delete candidate")
+                created.clear()
+            self._adopt(current, params=params, tags=tags, spec=spec, spec_path=spec_path)
+            return current
+
+        self._parent_id = self.outbox.create("set up the parent run", settle, on_done=on_claimed)
+        return self._parent_id
+
+    def _adoptable(self, run_id: str) -> bool:
+        """The claimed run exists in this store (restored if deleted); False when MLflow does not know it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = store.retry(lambda: self.client.get_run(run_id), what="get parent")
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        if run.info.lifecycle_stage == "deleted":
+            store.retry(lambda: self.client.restore_run(run_id), what="restore parent")
+        return True
+
+    def _create_candidate(self) -> str:
+        run = store.create_run(
+            self.client,
+            self.experiment_id,
+            tags={TAG_ROLE: ROLE_CANDIDATE, "fs.study_name": self.study_name},
+            run_name=f"study-{self.study_name}"[:200],
         )
-        parents = self._find_parents()
-        winner = parents[0].info.run_id if parents else created.info.run_id
-        if winner != created.info.run_id:
-            log.info("parent run race: keeping %s, deleting duplicate %s", winner, created.info.run_id)
-            retry(lambda: self.client.delete_run(created.info.run_id), what="delete duplicate")
-        return winner
+        return run.info.run_id
+
+    def _adopt(
+        self,
+        run_id: str,
+        *,
+        params: dict[str, str],
+        tags: dict[str, Any],
+        spec: dict[str, Any],
+        spec_path: str | os.PathLike[str] | None,
+    ) -> None:
+        client = self.client
+        store.set_tags(client, run_id, {**tags, TAG_ROLE: "parent", "fs.study_name": self.study_name})
+        store.retry(lambda: client.update_run(run_id, status="RUNNING"), what="update parent")
+        store.log_params_once(client, run_id, params)
+        with tempfile.TemporaryDirectory(prefix="fs-spec-") as tmp:
+            for path in store.spec_files(spec, spec_path, Path(tmp)):
+                store.log_artifact(client, run_id, path)
 
     def finish_parent(self, *, status: str = "FINISHED", tags: Mapping[str, Any] | None = None) -> None:
         """Terminate the parent run at the end of the study (a resumed study re-opens it).
@@ -210,11 +337,21 @@ class StudyTracker:
             tags: final study-level tags (e.g. number of trials, best values).
         """
         parent = self._known_parent()
+        if parent is not None:
+            self._terminate(parent, status, tags, what="end the parent run")
+
+    def reopen_parent(self) -> None:
+        """Mark the parent RUNNING again if a worker that thought it was the last one closed it meanwhile."""
+        parent = self._parent_id
         if parent is None:
             return
-        if tags:
-            self.set_tags(parent, dict(tags))
-        retry(lambda: self.client.set_terminated(parent, status=status), what="end parent")
+
+        def reopen(resolve: Resolve) -> None:
+            run_id = resolve(parent)
+            if store.retry(lambda: self.client.get_run(run_id), what="get parent").info.status != "RUNNING":
+                store.retry(lambda: self.client.update_run(run_id, status="RUNNING"), what="reopen parent")
+
+        self.outbox.write("re-open the parent run", reopen)
 
     # ---- trials --------------------------------------------------------------------------------
 
@@ -239,7 +376,7 @@ class StudyTracker:
 
     def child_runs(self) -> list[Run]:
         """All active child runs of the study's parent (``mlflow.entities.Run``), oldest first."""
-        parent = self._require_parent()
+        parent = self.outbox.resolve(self._require_parent())
         runs = self._search(f"tags.`{TAG_PARENT}` = {_q(parent)}")
         return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
@@ -250,6 +387,7 @@ class StudyTracker:
         run_name: str,
         params: Mapping[str, Any],
         tags: Mapping[str, Any],
+        on_created: Callable[[str], None] | None = None,
     ) -> str:
         """Start (or resume) the child run of one Optuna trial.
 
@@ -266,34 +404,36 @@ class StudyTracker:
                 Numeric values are also logged as metrics at step 0.
             tags: extra tags (role, name, seeds...). A caller's ``fs.role`` is stored as ``fs.trial_role``
                 because ``fs.role`` is reserved for ``parent`` / ``trial``.
+            on_created: called with the run id once the run exists (later, if MLflow is down now).
 
         Returns:
-            The child run id.
+            The child run id, or a placeholder while MLflow cannot be reached.
         """
         parent = self._require_parent()
         tags = dict(tags)
         if TAG_ROLE in tags and tags[TAG_ROLE] != "trial":
             tags.setdefault(TAG_TRIAL_ROLE, tags.pop(TAG_ROLE))
-        own = {
-            TAG_PARENT: parent,
-            TAG_ROLE: "trial",
-            TAG_TRIAL_NUMBER: str(int(trial_number)),
-            "fs.optuna_state": "RUNNING",
-        }
-        all_tags = {**clean_tags(tags), **own}
+        own = {TAG_ROLE: "trial", TAG_TRIAL_NUMBER: str(int(trial_number)), "fs.optuna_state": "RUNNING"}
         flat = flatten_params(params)
-        existing = self.find_trial_run(trial_number)
-        if existing is None:
-            run_id = self._create_child(all_tags, run_name, what="create trial run")
-        else:
-            run_id = existing
-            retry(lambda: self.client.update_run(run_id, status="RUNNING"), what="reopen trial run")
-            self.set_tags(run_id, all_tags)
-        store.log_params_once(self.client, run_id, clean_params(flat))
         numeric = numeric_params(flat)
-        if numeric:
-            self.log_metrics(run_id, numeric, step=0)
-        return run_id
+        ts = store.now_ms()
+
+        def create(resolve: Resolve) -> str:
+            all_tags = {**clean_tags(tags), **own, TAG_PARENT: resolve(parent)}
+            existing = self.find_trial_run(trial_number)  # also a create whose answer a restart lost
+            if existing is None:
+                run = store.create_run(self.client, self.experiment_id, tags=all_tags, run_name=run_name)
+                run_id = run.info.run_id
+            else:
+                run_id = existing
+                store.retry(lambda: self.client.update_run(run_id, status="RUNNING"), what="reopen trial run")
+                store.set_tags(self.client, run_id, all_tags)
+            store.log_params_once(self.client, run_id, clean_params(flat))
+            if numeric:
+                store.log_metrics(self.client, run_id, numeric, step=0, timestamp_ms=ts)
+            return run_id
+
+        return self.outbox.create("create a trial run", create, on_done=on_created)
 
     def start_extra_run(self, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
         """Start a child run that belongs to no Optuna trial (a reproduction, an inspection).
@@ -302,38 +442,61 @@ class StudyTracker:
             run_name: the run's name.
             params: flat dotted params, as for :meth:`start_trial_run`.
             tags: tags; ``fs.role`` is stored as ``fs.trial_role`` (``fs.role`` is reserved).
+
+        Returns:
+            The run id, or a placeholder while MLflow cannot be reached.
         """
         parent = self._require_parent()
         tags = dict(tags)
         if TAG_ROLE in tags:
             tags.setdefault(TAG_TRIAL_ROLE, tags.pop(TAG_ROLE))
-        all_tags = {**clean_tags(tags), TAG_PARENT: parent, TAG_ROLE: "extra"}
-        run_id = self._create_child(all_tags, run_name, what="create extra run")
-        store.log_params_once(self.client, run_id, clean_params(flatten_params(params)))
-        return run_id
+        cleaned = clean_params(flatten_params(params))
 
-    def _create_child(self, tags: dict[str, str], run_name: str, *, what: str) -> str:
-        run = retry(
-            lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=run_name[:250] or None),
-            what=what,
-        )
-        return run.info.run_id
+        def create(resolve: Resolve) -> str:
+            all_tags = {**clean_tags(tags), TAG_PARENT: resolve(parent), TAG_ROLE: "extra"}
+            run = store.create_run(self.client, self.experiment_id, tags=all_tags, run_name=run_name)
+            store.log_params_once(self.client, run.info.run_id, cleaned)
+            return run.info.run_id
+
+        return self.outbox.create("create an extra run", create)
 
     # ---- writes on any run of the study ------------------------------------------------------------
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics at ``step`` (``None`` → 0); NaN / inf are kept: they mark divergence."""
-        store.log_metrics(self.client, run_id, metrics, step)
+        metrics, ts = dict(metrics), store.now_ms()  # the time of the measurement, not of a later replay
+        self.outbox.write(
+            "log metrics",
+            lambda resolve: store.log_metrics(self.client, resolve(run_id), metrics, step, timestamp_ms=ts),
+        )
 
     def log_artifact(
         self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> None:
-        """Upload a file or directory to the run's artifacts, optionally under ``artifact_path``."""
-        store.log_artifact(self.client, run_id, local_path, artifact_path)
+        """Upload a file or directory to the run's artifacts, optionally under ``artifact_path``.
+
+        A write that has to wait uploads a copy: the caller may delete its file as soon as this returns.
+        """
+        src = [os.fspath(local_path), False]
+
+        def keep() -> None:
+            src[:] = [_spool(str(src[0])), True]
+
+        def cleanup(_: Any) -> None:
+            if src[1]:
+                shutil.rmtree(Path(str(src[0])).parent, ignore_errors=True)
+
+        self.outbox.write(
+            "log an artifact",
+            lambda resolve: store.log_artifact(self.client, resolve(run_id), str(src[0]), artifact_path),
+            on_done=cleanup,
+            on_queue=keep,
+        )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Set several tags at once (bools become ``true``/``false``, lists ``2-2-6-2``; redacted)."""
-        store.set_tags(self.client, run_id, tags)
+        tags = dict(tags)
+        self.outbox.write("set tags", lambda resolve: store.set_tags(self.client, resolve(run_id), tags))
 
     def end_trial_run(self, run_id: str, *, status: str, tags: Mapping[str, Any] | None = None) -> None:
         """Terminate a child run; never leaves it RUNNING.
@@ -348,12 +511,21 @@ class StudyTracker:
         status = status.upper()
         if status not in _TERMINAL:
             raise ValueError(f"status: must be one of {', '.join(_TERMINAL)}, got {status!r}")
-        try:
-            if tags:
-                self.set_tags(run_id, dict(tags))
-        finally:
-            # terminate even if tagging failed, so the run does not stay RUNNING
-            retry(lambda: self.client.set_terminated(run_id, status=status), what="end trial run")
+        self._terminate(run_id, status, tags, what="end a trial run")
+
+    def _terminate(self, run_id: str, status: str, tags: Mapping[str, Any] | None, *, what: str) -> None:
+        tags = dict(tags or {})
+
+        def end(resolve: Resolve) -> None:
+            rid = resolve(run_id)
+            try:
+                if tags:
+                    store.set_tags(self.client, rid, tags)
+            finally:
+                # terminate even if tagging failed, so the run does not stay RUNNING
+                store.retry(lambda: self.client.set_terminated(rid, status=status), what=what)
+
+        self.outbox.write(what, end)
 
     def close_stale_runs(
         self,
