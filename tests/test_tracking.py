@@ -132,7 +132,7 @@ print("levels restored", before == [logging.getLogger(n).level for n in names])
 
 def test_quiet_migration_logs_keeps_warnings(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("alembic.runtime.migration")
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="alembic")  # importing mlflow sets it to WARNING; undone after
     with _quiet_migration_logs():
         logger.info("Context impl SQLiteImpl.")
         logger.warning("a real problem")
