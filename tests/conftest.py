@@ -32,6 +32,10 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# One torch thread for every `python -m search` the tests start (as tests/test_scaleout.py's workers have):
+# xdist already runs two tests on two cores, and a second thread on these tiny models mostly waits. The
+# automatic choice is tested on its own (tests/test_faults.py, choose_threads).
+os.environ.setdefault("FS_THREADS", "1")
 
 # `make test` runs pytest-xdist workers with `--dist loadgroup`. Tests that share an expensive or stateful
 # module/session fixture run on one worker, in file order, so it is built once and the tests that build on
