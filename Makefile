@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` (tests/conftest.py keeps tests that share state on one worker).
+TEST_WORKERS ?= 2
 
 .PHONY: study test lint bench describe clean
 
@@ -17,7 +19,7 @@ study: $(STAMP)
 	$(PY) -m search run studies/default.toml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -36,6 +36,35 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# One torch thread for every `python -m search` the tests start (as tests/test_scaleout.py's workers have):
+# xdist already runs two tests on two cores, and a second thread on these tiny models mostly waits. The
+# automatic choice is tested on its own (tests/test_faults.py, choose_threads).
+os.environ.setdefault("FS_THREADS", "1")
+
+# `make test` runs pytest-xdist workers with `--dist loadgroup`. Tests that share an expensive or stateful
+# module/session fixture run on one worker, in file order, so it is built once and the tests that build on
+# its state (the quick study grows from 4 to 6 trials, the shared MLflow store) see what a serial run sees.
+_XDIST_GROUPS = {
+    "quick_run": "quick-study",  # test_harness_e2e: one study, read and then extended
+    "postgres": "servers",  # one PostgreSQL cluster and one MLflow server, not one per worker
+    "mlflow_server": "servers",
+}
+_XDIST_MODULE_GROUPS = {"test_tracking.py": "tracking-store"}  # its `uri` fixture: one store, shared
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for xdist (above); in xdist workers, slow ones first so short ones fill the gaps at the end."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        group = next((g for f, g in _XDIST_GROUPS.items() if f in names), None)
+        if group is None and "uri" in names:
+            group = _XDIST_MODULE_GROUPS.get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # an xdist worker; a serial run keeps the file order
+        # Stable: the order inside a module, and so inside a group, is kept.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def postgres_ctl(pg: Postgres, action: str) -> None:

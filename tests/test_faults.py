@@ -4,6 +4,7 @@ the parent run's status, read-only commands. Storage faults are injected into a 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -200,6 +201,31 @@ def test_ctrl_c_marks_trial_and_prints_nothing(tmp_path: Path, capsys) -> None:
     t = study.trials[0]
     assert t.state == TrialState.FAIL and "interrupted" in t.user_attrs["fail_reason"]
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_during_ask_marks_the_new_trial() -> None:
+    # Ctrl-C after ask stored the RUNNING trial but before it returned: the trial must not stay RUNNING
+    # (no worker would own it and a resumed study would never run it: tests/test_ablation_e2e.py's resume).
+    study = optuna.create_study(directions=["maximize"])
+    real_ask = study.ask
+
+    def ask_then_ctrl_c(*args, **kwargs) -> optuna.Trial:
+        trial = real_ask(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return trial
+
+    study.ask = ask_then_ctrl_c
+    ran: list[int] = []
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # what a terminal's Ctrl-C meets
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(study, lambda t: ran.append(t.number) or 1.0)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    t = study.trials[0]
+    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+    assert ran == []  # the objective never started
+    assert signal.getsignal(signal.SIGINT) is old
 
 
 def test_unexpected_failure_prints_traceback_expected_one_does_not(capsys) -> None:

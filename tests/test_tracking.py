@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +21,9 @@ from search.tracking.runs import (
     flatten_config,
     run_name,
 )
+from search.tracking.store import _quiet_migration_logs
 
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3tPW"
 
 FOCAL_CONFIG = {
@@ -97,6 +101,46 @@ def test_defaults_and_artifact_location(tmp_path: Path, monkeypatch: pytest.Monk
 def test_import_is_cheap() -> None:
     code = "import sys, search.tracking.runs, search.report.plots; assert 'mlflow' not in sys.modules; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_new_store_prints_no_info_lines(tmp_path: Path) -> None:
+    # A fresh SQLite store, created the way `run` (so the first `make study`) creates it, with root logging
+    # at INFO so that no logger's INFO line could hide: MLflow's own handler and the root's both print.
+    db = tmp_path / "mlruns" / "mlflow.db"
+    code = f"""
+import logging, sqlite3
+logging.basicConfig(level=logging.INFO)
+import mlflow  # sets its loggers' levels on import
+names = ("mlflow.store.db.utils", "mlflow.store.db_migrations", "alembic")
+before = [logging.getLogger(n).level for n in names]
+from search.tracking.store import ensure_local_store
+ensure_local_store("sqlite:///{db}")
+tables = {{r[0] for r in sqlite3.connect("{db}").execute("select name from sqlite_master where type='table'")}}
+print("tables", "experiments" in tables, "alembic_version" in tables)
+print("levels restored", before == [logging.getLogger(n).level for n in names])
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tables True True" in r.stdout  # the store really was created and migrated here
+    assert "levels restored True" in r.stdout
+    info = [line for line in (r.stdout + r.stderr).splitlines() if "INFO" in line]
+    assert info == []
+
+
+def test_quiet_migration_logs_keeps_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("alembic.runtime.migration")
+    caplog.set_level(logging.INFO, logger="alembic")  # importing mlflow sets it to WARNING; undone after
+    with _quiet_migration_logs():
+        logger.info("Context impl SQLiteImpl.")
+        logger.warning("a real problem")
+    logger.info("after the block")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "a real problem"),
+        (logging.INFO, "after the block"),
+    ]
 
 
 def test_flatten_config_focalnet() -> None:

@@ -114,6 +114,7 @@ def _objective_run(spec, data, tmp_path) -> optuna.Study:
     return study
 
 
+@pytest.mark.slow  # trains two models
 def test_plateau_flag_set_for_a_constant_run_and_unset_for_a_learning_one(tmp_path) -> None:
     from search.task.data import load_dataset
 

@@ -119,9 +119,10 @@ def pareto_mask(points: np.ndarray, directions: Sequence[object]) -> np.ndarray:
 
 def _crowding_one_front(loss: np.ndarray) -> np.ndarray:
     n, m = loss.shape
-    dist = np.zeros(n, dtype=float)
     if n <= 2:
         return np.full(n, np.inf)
+    dist = np.zeros(n, dtype=float)
+    order = np.arange(n)
     for j in range(m):
         col = loss[:, j].copy()
         finite = np.isfinite(col)
@@ -130,12 +131,14 @@ def _crowding_one_front(loss: np.ndarray) -> np.ndarray:
         # Replace +inf (NaN/worst) by a finite value just beyond the worst so ranges stay finite.
         lo, hi = col[finite].min(), col[finite].max()
         col[~finite] = hi + max(hi - lo, 1.0)
-        order = np.argsort(col, kind="stable")
+        # Ties keep the previous objective's order, as in Optuna's NSGA-II, so tied points get the
+        # same distances there and here (tests/test_pareto.py compares the two).
+        order = order[np.argsort(col[order], kind="stable")]
         span = col[order[-1]] - col[order[0]]
+        if span <= 0:
+            continue  # constant over the front: no extremes, nothing to tell points apart by
         dist[order[0]] = np.inf
         dist[order[-1]] = np.inf
-        if span <= 0:
-            continue
         gaps = (col[order[2:]] - col[order[:-2]]) / span
         dist[order[1:-1]] += gaps
     return dist
@@ -145,7 +148,10 @@ def crowding_distance(points: np.ndarray, directions: Sequence[object]) -> np.nd
     """NSGA-II crowding distance, computed separately within each non-dominated front.
 
     Extreme points of each front (and every point of a front with <= 2 members) get ``inf``; the
-    others get the sum over objectives of the normalised gap between their two neighbours.
+    others get the sum over objectives of the normalised gap between their two neighbours. An
+    objective that is constant over a front adds nothing; tied values are ordered by the previous
+    objective's order. Both as in Optuna's NSGA-II sampler, which gives the same distances on finite
+    values (it gives a one-point front 0 instead of ``inf``).
 
     Args:
         points: ``(n, m)`` objective values.

@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -276,6 +277,31 @@ class TrialOutcome:
         self.frozen, self.lost = frozen, lost
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT) for the block; the caller re-delivers it with ``signal.raise_signal``.
+
+    ``study.ask`` stores the RUNNING trial before it returns: a Ctrl-C inside it would leave that trial
+    RUNNING, owned by no worker, and a resumed study would never run it again. Main thread only (where
+    Python runs signal handlers); a Ctrl-C that arrives while the block raises is re-delivered here.
+    """
+    pending: list[int] = []
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or old is None:
+        yield pending
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    except BaseException:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            signal.raise_signal(signal.SIGINT)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run_trial(
     study: optuna.Study,
     func: Callable[[optuna.Trial], Any],
@@ -293,13 +319,15 @@ def run_trial(
         quiet: exception types whose traceback is not printed.
     """
     fail_stale_trials(study)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-        trial = study.ask()
     values: Any = None
     state: TrialState | None = None
     interrupted: KeyboardInterrupt | None = None
+    with warnings.catch_warnings(), _ctrl_c_held() as ctrl_c:
+        warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
+        trial = study.ask()
     try:
+        if ctrl_c:  # a Ctrl-C held during ask: deliver it now that the trial can be marked
+            signal.raise_signal(signal.SIGINT)
         with TrialHeartbeat(study._storage, trial._trial_id):
             try:
                 values = func(trial)

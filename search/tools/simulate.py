@@ -76,10 +76,11 @@ __all__ = [
 SAMPLERS = ("random", "tpe", "nsga2")
 DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "bench" / "tables" / "default.jsonl.gz"
 #: Step-time factor on the table's idle one-thread seconds, by (workers, threads per worker), on the
-#: 2-core machine class the tables were recorded on: median over the models of `bench/bench_parallel.py`
-#: (README, "Workers and threads"). Two one-thread workers share the memory bus; one two-thread worker
-#: shares each step between the cores.
-SPEED: dict[tuple[int, int], float] = {(1, 1): 1.0, (2, 1): 1.0, (1, 2): 1.0}
+#: 2-core machine class the tables were recorded on: median over the FocalNets of `bench/bench_parallel.py`
+#: (README, "Workers and threads"; raw: bench/results/bench_parallel.json, load 1.4-1.7). Two one-thread
+#: workers each run 4% slower than one alone; one two-thread worker takes 0.64 of the time per step, so two
+#: workers train 1.2-1.5x the trials per hour.
+SPEED: dict[tuple[int, int], float] = {(1, 1): 1.0, (2, 1): 1.04, (1, 2): 0.64}
 #: Cores of the machine class the tables and :data:`SPEED` were measured on.
 MACHINE_CORES = 2
 #: A table whose family holds fewer trained rows than this cannot stand in for a space.

@@ -11,6 +11,7 @@ import, and a study run with tracking off never needs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,11 +109,31 @@ def store_exists(uri: str) -> bool:
     return db is None or db.expanduser().is_file()
 
 
+# Loggers of MLflow's schema creation and alembic's migrations: their INFO lines ("Creating initial MLflow
+# database tables...", "Context impl SQLiteImpl.") tell a user nothing on a study's first run.
+_MIGRATION_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db_migrations", "alembic")
+
+
+@contextlib.contextmanager
+def _quiet_migration_logs() -> Iterator[None]:
+    """Hide the migration loggers' INFO lines for the block; warnings and errors still show."""
+    loggers = [logging.getLogger(name) for name in _MIGRATION_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def ensure_local_store(uri: str) -> None:
     """Create and migrate a SQLite store once, before worker processes start.
 
     Concurrent first-time schema migrations of the same SQLite file collide, so the runner calls this
-    in the parent process. No-op for other URIs (a server migrates its own store).
+    in the parent process. No-op for other URIs (a server migrates its own store). The migration's
+    INFO log lines are hidden (warnings and errors are not).
 
     Args:
         uri: the tracking URI.
@@ -121,9 +142,12 @@ def ensure_local_store(uri: str) -> None:
     if db is None:
         return  # a server migrates its own store; one that is down now is waited for by the outbox
     db.expanduser().parent.mkdir(parents=True, exist_ok=True)
-    from mlflow import MlflowClient  # lazy: mlflow's import takes seconds (module docstring)
+    from mlflow import (
+        MlflowClient,  # lazy (module docstring); imported first: importing mlflow configures its loggers
+    )
 
-    retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1), what="init store")
+    with _quiet_migration_logs():
+        retry(lambda: MlflowClient(tracking_uri=uri).search_experiments(max_results=1), what="init store")
 
 
 def experiment_name(study_name: str) -> str:
