@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -81,3 +83,35 @@ def test_every_spec_sampler_is_wrapped_and_runs_a_study_with_a_baseline(sampler:
         # 12 trials with a population of 6: the last ones are children of generation 0, not random draws.
         generations = {t.system_attrs.get("NSGAIISampler:generation") for t in search}
         assert 1 in generations
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_two_workers_with_the_same_seed_do_not_repeat_each_other(sampler: str, tmp_path) -> None:
+    """Every worker builds the spec's seeded sampler; a trial's draw must depend on its number, not on
+    how many draws this worker made (two workers of a live study once trained one architecture twice)."""
+    import dataclasses
+
+    from search.spec.parse import load_spec
+    from search.spec.space import sample_params
+
+    spec = dataclasses.replace(
+        load_spec(Path(__file__).parents[1] / "studies" / "default.toml"), sampler=sampler
+    )
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))
+    )
+    a = optuna.create_study(
+        study_name="s", storage=storage, sampler=make_sampler(spec), directions=spec.objectives.directions
+    )
+    b = optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(spec))
+    draws = {}
+    for i in range(8):  # the two workers take turns, as two processes would
+        study = (a, b)[i % 2]
+        trial = study.ask()
+        draws[trial.number] = sample_params(trial, spec)
+        study.tell(trial, [0.5 + 0.01 * i, 1e5 * (i + 1), 1.0 + i])
+    assert len({json.dumps(d, sort_keys=True) for d in draws.values()}) == 8
+    # and a trial's draw is the same whichever worker made it, in another run
+    c = optuna.create_study(sampler=make_sampler(spec), directions=spec.objectives.directions)
+    first = c.ask()
+    assert sample_params(first, spec) == draws[0]

@@ -17,8 +17,10 @@ import warnings
 from collections.abc import Container, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.samplers._lazy_random_state import LazyRandomState
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = ["SearchTrialsSampler", "is_search_trial", "make_sampler"]
@@ -60,12 +62,19 @@ class _SearchOnlyStudy:
 class SearchTrialsSampler(optuna.samplers.BaseSampler):
     """Wrap ``sampler`` so that it never sees the study's fixed trials.
 
+    With a ``seed``, the sampler's random state is re-seeded before every trial from (seed, trial number).
+    Several workers build the same seeded sampler; without this each would draw the same sequence, so the
+    i-th draw of every worker repeated the others' (a live study with two workers trained one architecture
+    twice). Now a trial's draw depends on its number only, whichever worker runs it.
+
     Args:
         sampler: the sampler that does the work (TPE, NSGA-II, GP, random ...).
+        seed: the study's sampler seed (None: leave the sampler's own random state alone).
     """
 
-    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+    def __init__(self, sampler: optuna.samplers.BaseSampler, *, seed: int | None = None) -> None:
         self.sampler = sampler
+        self.seed = seed
 
     def __str__(self) -> str:
         return f"{type(self).__name__}({self.sampler})"
@@ -90,6 +99,8 @@ class SearchTrialsSampler(optuna.samplers.BaseSampler):
         return self.sampler.sample_independent(_SearchOnlyStudy(study), trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.seed is not None:
+            _reseed(self.sampler, self.seed, trial.number)
         self.sampler.before_trial(_SearchOnlyStudy(study), trial)
 
     def after_trial(
@@ -103,6 +114,16 @@ class SearchTrialsSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self.sampler.reseed_rng()
+
+
+def _reseed(sampler: Any, seed: int, number: int) -> None:
+    """Give ``sampler`` (and the random sampler TPE and NSGA-II keep inside) a random state derived from
+    (seed, trial number). Optuna keeps it in ``_rng``, a ``LazyRandomState``: private, so a sampler
+    without one is left as it is."""
+    state = int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+    for obj in (sampler, getattr(sampler, "_random_sampler", None)):
+        if isinstance(getattr(obj, "_rng", None), LazyRandomState):
+            obj._rng = LazyRandomState(state)
 
 
 def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
@@ -122,4 +143,4 @@ def make_sampler(spec: Any) -> optuna.samplers.BaseSampler:
         inner = optuna.samplers.GPSampler(seed=seed)
     else:
         inner = optuna.samplers.RandomSampler(seed=seed)
-    return SearchTrialsSampler(inner)
+    return SearchTrialsSampler(inner, seed=seed)
