@@ -44,7 +44,7 @@ def test_default_study_contents() -> None:
     assert spec.sampler == "random" and spec.n_trials == 30 and spec.timeout_s == 30 * 60 and spec.jobs == 2
     assert spec.data.dataset == "synthetic:medium" and spec.data.n_train == 8000
     assert spec.train == {"steps": 1000, "batch_size": 64, "warmup_steps": 100, "eval_every": 250}
-    assert not spec.early_stopping.enabled
+    assert not spec.early_stopping.enabled and spec.latency.clock == "thread"
     assert spec.constraints.max_params == 3_000_000 and isinstance(spec.constraints.max_params, int)
     # narrowed on the recorded table: patch 4 and a SimCC head on the 16x16 map are fixed, not searched
     assert (
@@ -151,6 +151,8 @@ BAD = [
     ),
     (MINIMAL + "[constraints]\nmax_latency_ms = -1\n", "constraints.max_latency_ms: must be > 0"),
     (MINIMAL + "[latency]\ndevice = 'tpu'\n", "latency.device: unknown device 'tpu'"),
+    (MINIMAL + "[latency]\nclock = 'cpu'\n", "latency.clock: unknown clock 'cpu'; allowed: wall, thread"),
+    (MINIMAL + "[latency]\nclock = 'thread'\nthreads = 2\n", "latency.clock: thread needs"),
     (
         MINIMAL + "[hypervolume]\nreference = { acuracy = 0.1 }\n",
         "did you mean 'hypervolume.reference.accuracy'?",

@@ -362,7 +362,19 @@ def _parse_latency(source: str, la: dict[str, Any]) -> LatencySpec:
         threads=_int(source, "latency.threads", la.get("threads", 1), min_value=0),
         warmup=_int(source, "latency.warmup", la.get("warmup", 10), min_value=0),
         repeats=_int(source, "latency.repeats", la.get("repeats", 30), min_value=1),
+        clock=_latency_clock(source, la),
     )
+
+
+def _latency_clock(source: str, la: dict[str, Any]) -> str:
+    """``latency.clock``: ``"wall"`` (the real latency) or ``"thread"`` (CPU time of the timing thread: a
+    worker training on the other core does not inflate it; needs cpu and 1 thread)."""
+    clock = _str(source, "latency.clock", la.get("clock", "wall"))
+    if clock not in ("wall", "thread"):
+        raise _fail(source, "latency.clock", f"unknown clock {clock!r}", "wall, thread")
+    if clock == "thread" and (la.get("device", "cpu") != "cpu" or la.get("threads", 1) != 1):
+        raise _fail(source, "latency.clock", 'thread needs latency.device = "cpu" and latency.threads = 1')
+    return clock
 
 
 def _parse_early_stopping(

@@ -87,7 +87,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "data": DATA_KEYS,
     "objectives": ("accuracy", "minimize", "floor", "floor_below_baseline"),
     "constraints": ("max_params", "max_latency_ms", "max_flops"),
-    "latency": ("device", "batch_size", "threads", "warmup", "repeats"),
+    "latency": ("device", "batch_size", "threads", "warmup", "repeats", "clock"),
     "early_stopping": ("enabled", "rungs", "eta", "rule"),
     "hypervolume": ("reference",),
 }
@@ -295,9 +295,13 @@ class LatencySpec:
     threads: int = 1
     warmup: int = 10
     repeats: int = 30
+    clock: str = "wall"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.clock == "wall":  # the default: a spec that does not set it keeps its hash
+            d.pop("clock")
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)
