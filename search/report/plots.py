@@ -62,11 +62,11 @@ _TABLE_COLUMNS = [
     "latency_ratio",
     "feasible",
     "pareto",
-    "family",
-    "family_pareto",
-    "region",
     "dominates_baseline",
     "plateau",
+    "region",
+    "family",
+    "family_pareto",
 ]
 
 

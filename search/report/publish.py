@@ -46,16 +46,23 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances:
     names = value_names(spec)
     directions = list(spec.objectives.directions)
     ref = [spec.hypervolume_reference[n] for n in names]
-    # The hypervolume counts the region of interest only, as the front does (`records.region`).
+    # The hypervolume counts the region of interest only, as the front does (`records.region`); a trial
+    # outside it is still a point on the history (the volume stays where it was), so a study whose trials
+    # all sit on the plateau draws a flat zero rather than nothing.
     done = sorted(
-        (r for r in records if r["values"] is not None and r["feasible"] and r["region"] == IN_REGION),
+        (r for r in records if r["values"] is not None and r["feasible"]),
         key=lambda r: r["complete_time"] or 0,
     )
+    inside = [r for r in done if r["region"] == IN_REGION]
+    inside_hvs = iter(hypervolume_history(objective_points(inside, names), directions, ref) if inside else [])
     hv_hist: list[tuple[float, float]] = []
     if done:
         created = study.user_attrs.get("created_at") or done[0]["complete_time"]
-        hvs = hypervolume_history(objective_points(done, names), directions, ref)
-        hv_hist = [(r["complete_time"] - created, float(h)) for r, h in zip(done, hvs, strict=True)]
+        last = 0.0
+        for r in done:
+            if r["region"] == IN_REGION:
+                last = float(next(inside_hvs))
+            hv_hist.append((r["complete_time"] - created, last))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         constant = study.user_attrs.get("constant_predictor")
