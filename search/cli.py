@@ -22,6 +22,7 @@ from typing import Any
 from search.efficiency.table import TableError, read_table
 from search.report.finished import finished_line, finished_study, read_raw_spec
 from search.report.plots import pareto_table
+from search.report.publish import write_report_files
 from search.report.records import study_records
 from search.report.text import report_text
 from search.storage.connect import DEFAULT_STORAGE, NoStorage, StorageError, load_stored_study, make_storage
@@ -221,10 +222,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         text, _ = ablation_report(study, spec, csv_path=args.csv)
         print(text)
-        return 0
-    print(report_text(study, spec))
-    if args.csv:
-        pareto_table(study_records(study, spec), Path(args.csv))
+    else:
+        print(report_text(study, spec))
+        if args.csv:
+            pareto_table(study_records(study, spec), Path(args.csv))
+    if args.out:
+        files, _, _ = write_report_files(study, spec, Path(args.out), importances=False)
+        print(f"wrote {len(files)} files to {args.out}: {', '.join(f.name for f in files)}")
     return 0
 
 
@@ -507,6 +511,12 @@ def _add_result_commands(sub: Any) -> None:
     q = sub.add_parser("report", help="Pareto table (or ablation report) of a study")
     q.add_argument("name")
     q.add_argument("--csv", default=None, help="also write the table as CSV")
+    q.add_argument(
+        "--out",
+        default=None,
+        help="also write the report files the parent run carries (report.txt, pareto.csv, verify.csv, "
+        "Pareto and hypervolume plots) into this folder",
+    )
     _storage_flags(q)
     q.set_defaults(func=cmd_report)
 

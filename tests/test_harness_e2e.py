@@ -5,6 +5,7 @@ These train real (tiny) models; they are the slowest tests of the suite (~1 minu
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -310,3 +311,21 @@ def test_seed_check_with_two_jobs_resume_and_more_seeds(tmp_path: Path, cache_en
         (m, 2) for m in sorted(members)
     ]
     assert all(t.state.name == "COMPLETE" for t in added)
+    # `report --out` writes the parent run's files; verify.csv keeps the per-seed figures its interval uses
+    rep = cli(["report", "seeds", "--out", "files"], tmp_path, env=cache_env)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    for name in (
+        "report.txt",
+        "pareto.csv",
+        "verify.csv",
+        "pareto_accuracy_vs_params.png",
+        "hypervolume.png",
+    ):
+        assert (tmp_path / "files" / name).stat().st_size > 0, name
+    with (tmp_path / "files" / "verify.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert {int(r["number"]) for r in rows} == members
+    for r in rows:
+        tests = [float(v) for v in r["test_values"].split()]
+        assert [int(s) for s in r["seeds"].split()] == [1, 2] and len(tests) == 2
+        assert float(r["test_mean"]) == pytest.approx(sum(tests) / 2)

@@ -26,22 +26,20 @@ from search.report.text import report_text
 #: Study user attr: the number of finished trials the last complete parent report showed.
 REPORTED_ATTR = "report_finished_trials"
 
-__all__ = ["REPORTED_ATTR", "refresh_parent"]
+__all__ = ["REPORTED_ATTR", "refresh_parent", "write_report_files"]
 
 
-def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances: bool = True) -> None:
-    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run.
+def write_report_files(
+    study: optuna.Study, spec: Any, out: Path, *, importances: bool = True
+) -> tuple[list[Path], list[tuple[float, float]], list[dict[str, Any]]]:
+    """Write the study's report files into ``out``: the Pareto plots and ``pareto.csv``, ``report.txt`` and
+    ``verify.csv`` (studies), the hypervolume history (PNG + JSON), the ablation files (ablations) and,
+    with ``importances``, the hyperparameter importances.
 
-    Args:
-        study: the study.
-        spec: its StudySpec.
-        tracker: the study's `StudyTracker`.
-        importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
-            has them, the refreshes during a study skip them).
+    Returns:
+        ``(files written, hypervolume history as (seconds since creation, volume), the study's records)``.
     """
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if parent is None:
-        return
+    out.mkdir(parents=True, exist_ok=True)
     records = study_records(study, spec)
     names = value_names(spec)
     directions = list(spec.objectives.directions)
@@ -63,46 +61,63 @@ def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances:
             if r["region"] == IN_REGION:
                 last = float(next(inside_hvs))
             hv_hist.append((r["complete_time"] - created, last))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        constant = study.user_attrs.get("constant_predictor")
-        files = list(
-            pareto_plots(
-                records,
-                accuracy_name=f"val {spec.objectives.accuracy}",
-                out_dir=out,
-                constant=constant["val"][spec.objectives.accuracy] if constant else None,
-            )
+    constant = study.user_attrs.get("constant_predictor")
+    files = list(
+        pareto_plots(
+            records,
+            accuracy_name=f"val {spec.objectives.accuracy}",
+            out_dir=out,
+            constant=constant["val"][spec.objectives.accuracy] if constant else None,
         )
-        files.append(pareto_table(records, out / "pareto.csv"))
-        if spec.ablation is None:
-            (out / "report.txt").write_text(report_text(study, spec) + "\n")
-            files.append(out / "report.txt")
-            rows = verify_rows(records, spec)
-            if rows:
-                files.append(write_verify_csv(rows, out / "verify.csv"))
-        if hv_hist:
-            files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
-            (out / "hypervolume.json").write_text(
-                json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist})
-            )
-            files.append(out / "hypervolume.json")
-            tracker.log_metrics(
-                parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(done))}, step=len(done)
-            )
-        if spec.ablation is not None:
-            from search.report.ablation import ablation_artifacts
+    )
+    files.append(pareto_table(records, out / "pareto.csv"))
+    if spec.ablation is None:
+        (out / "report.txt").write_text(report_text(study, spec) + "\n")
+        files.append(out / "report.txt")
+        rows = verify_rows(records, spec)
+        if rows:
+            files.append(write_verify_csv(rows, out / "verify.csv"))
+    if hv_hist:
+        files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
+        (out / "hypervolume.json").write_text(
+            json.dumps({"reference": dict(zip(names, ref, strict=True)), "history": hv_hist})
+        )
+        files.append(out / "hypervolume.json")
+    if spec.ablation is not None:
+        from search.report.ablation import ablation_artifacts
 
-            files.extend(ablation_artifacts(study, spec, out))
-        imps = (
-            compute_importances(study, list(spec.objectives.names))
-            if spec.ablation is None and importances
-            else {}
-        )
-        if imps:
-            files.append(importance_plot(imps, out / "importances.png"))
-            (out / "importances.json").write_text(json.dumps(imps, indent=1))
-            files.append(out / "importances.json")
+        files.extend(ablation_artifacts(study, spec, out))
+    imps = (
+        compute_importances(study, list(spec.objectives.names))
+        if spec.ablation is None and importances
+        else {}
+    )
+    if imps:
+        files.append(importance_plot(imps, out / "importances.png"))
+        (out / "importances.json").write_text(json.dumps(imps, indent=1))
+        files.append(out / "importances.json")
+    return files, hv_hist, records
+
+
+def refresh_parent(study: optuna.Study, spec: Any, tracker: Any, *, importances: bool = True) -> None:
+    """Re-draw the Pareto plots, table, hypervolume history and importances on the parent run.
+
+    Args:
+        study: the study.
+        spec: its StudySpec.
+        tracker: the study's `StudyTracker`.
+        importances: also fit and draw hyperparameter importances (fANOVA: seconds; the final report
+            has them, the refreshes during a study skip them).
+    """
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent is None:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        files, hv_hist, records = write_report_files(study, spec, Path(tmp), importances=importances)
+        if hv_hist:
+            tracker.log_metrics(
+                parent, {"hypervolume": hv_hist[-1][1], "n_complete": float(len(hv_hist))}, step=len(hv_hist)
+            )
         for f in files:
             tracker.log_artifact(parent, str(f), "report")
     front = {r["number"] for r in records if r["pareto"]}

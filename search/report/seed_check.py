@@ -172,7 +172,8 @@ def verify_rows(records: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]
 
     Only COMPLETE verify trials count. Row keys: ``number``, ``name``, ``role``, ``reference``, ``n``,
     ``seeds``, ``search_val``, ``val_mean``, ``val_std``, ``test_mean``, ``test_std``, ``on_plateau``
-    (seeds that never left the constant-predictor plateau), ``diff``, ``half_width``, ``ci_lo``, ``ci_hi``,
+    (seeds that never left the constant-predictor plateau), ``val_values``, ``test_values`` (per seed, in
+    seed order: the raw figures the interval comes from), ``diff``, ``half_width``, ``ci_lo``, ``ci_hi``,
     ``verdict``.
     """
     acc = spec.objectives.accuracy
@@ -211,6 +212,8 @@ def verify_rows(records: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]
             "test_mean": test_m,
             "test_std": test_s,
             "on_plateau": sum(r.get("plateau") == "never" for r in rs),
+            "val_values": [r["val"].get(acc) for r in rs],
+            "test_values": test,
             "diff": diff,
             "half_width": half,
             "ci_lo": lo,
@@ -278,7 +281,8 @@ def verify_lines(records: list[dict[str, Any]], spec: Any) -> list[str]:
 
 
 _CSV = ("number", "name", "role", "reference", "n", "seeds", "search_val", "val_mean", "val_std",
-        "test_mean", "test_std", "on_plateau", "diff", "half_width", "ci_lo", "ci_hi", "verdict")  # fmt: skip
+        "test_mean", "test_std", "on_plateau", "diff", "half_width", "ci_lo", "ci_hi", "verdict",
+        "val_values", "test_values")  # fmt: skip
 
 
 def write_verify_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -290,6 +294,7 @@ def write_verify_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
         w.writeheader()
         for r in rows:
             cells = {k: ("" if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in _CSV}
-            cells["seeds"] = " ".join(map(str, r["seeds"]))
+            for key in ("seeds", "val_values", "test_values"):
+                cells[key] = " ".join(map(str, r[key]))
             w.writerow(cells)
     return path
