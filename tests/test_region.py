@@ -119,3 +119,26 @@ def test_a_member_dominated_in_a_pair_gets_a_labelled_ring() -> None:
     handles, labels = ax.get_legend_handles_labels()
     assert len(handles[labels.index("Pareto member")].get_offsets()) == 2
     assert "Pareto member by another cost (dominated in this pair)" not in labels
+
+
+def test_progress_eta_stops_at_the_timeout() -> None:
+    """The search's ETA is the per-trial mean times the trials left, but no trial starts after the timeout."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from search.report.text import _search_progress
+
+    done = [
+        create_trial(
+            state=TrialState.COMPLETE,
+            values=[0.5, 1.0, 1.0],
+            params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={"role": "search"},
+        )
+        for _ in range(4)
+    ]
+    # 4 trials in 400 s: 26 left at 100 s each = 2600 s without a timeout
+    assert " ETA 43m20s " in _search_progress(done, [], n_trials=30, elapsed=400.0)
+    # a 30-minute timeout: 1400 s until it, plus the trial that is then still running
+    assert " ETA 25m00s " in _search_progress(done, [], n_trials=30, elapsed=400.0, timeout_s=1800.0)

@@ -46,12 +46,19 @@ def trial_summary_line(
     if frozen.user_attrs.get("role") == VERIFY_ROLE:
         head = seed_check_progress(trials, records, elapsed=elapsed)
     else:
-        head = _search_progress(trials, records, n_trials=n_trials, elapsed=elapsed)
+        head = _search_progress(
+            trials, records, n_trials=n_trials, elapsed=elapsed, timeout_s=getattr(spec, "timeout_s", None)
+        )
     return f"{head} {_trial_body(spec, frozen)}"
 
 
 def _search_progress(
-    trials: list[Any], records: list[dict[str, Any]], *, n_trials: int | None, elapsed: float
+    trials: list[Any],
+    records: list[dict[str, Any]],
+    *,
+    n_trials: int | None,
+    elapsed: float,
+    timeout_s: float | None = None,
 ) -> str:
     finished = sum(counts_against_budget(t) and t.state != TrialState.RUNNING for t in trials)
     if n_trials:
@@ -67,8 +74,12 @@ def _search_progress(
         default=float("nan"),
     )
     eta = ""
-    if n_trials and finished:  # crude: per-trial mean
-        eta = f" ETA {_hms(elapsed / max(1, finished) * max(0, n_trials - finished))}"
+    if n_trials and finished:  # crude: per-trial mean; no trial starts after the timeout
+        per_trial = elapsed / max(1, finished)
+        left = per_trial * max(0, n_trials - finished)
+        if timeout_s:
+            left = min(left, max(0.0, timeout_s - elapsed) + per_trial)
+        eta = f" ETA {_hms(left)}"
     return f"[{finished}/{n_trials or '?'} {_hms(elapsed)}{eta} front={front} best={_fmt(best)}]"
 
 
