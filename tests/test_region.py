@@ -142,3 +142,31 @@ def test_progress_eta_stops_at_the_timeout() -> None:
     assert " ETA 43m20s " in _search_progress(done, [], n_trials=30, elapsed=400.0)
     # a 30-minute timeout: 1400 s until it, plus the trial that is then still running
     assert " ETA 25m00s " in _search_progress(done, [], n_trials=30, elapsed=400.0, timeout_s=1800.0)
+
+
+def test_seed_check_eta_is_shared_among_the_running_workers() -> None:
+    import datetime as dt
+
+    from optuna.trial import TrialState, create_trial
+
+    from search.report.text import seed_check_progress
+
+    t0 = dt.datetime(2026, 1, 1)
+    done = [
+        create_trial(
+            state=TrialState.COMPLETE, values=[0.7, 1.0, 1.0], user_attrs={"role": "verify", "verifies": 0}
+        )
+        for _ in range(2)
+    ]
+    for t in done:  # each took its source trial's 100 s: pace 1
+        t.datetime_start, t.datetime_complete = t0, t0 + dt.timedelta(seconds=100)
+    running = create_trial(state=TrialState.RUNNING, user_attrs={"role": "verify", "verifies": 1})
+    waiting = [
+        create_trial(state=TrialState.WAITING, user_attrs={"role": "verify", "verifies": 1}) for _ in range(4)
+    ]
+    records = [{"number": 0, "wall_s": 100.0}, {"number": 1, "wall_s": 300.0}]
+    # 5 trainings of 300 s left, 2 at once (the one running, and the worker that just finished): 750 s
+    line = seed_check_progress([*done, running, *waiting], records, elapsed=200.0)
+    assert line == "[seed check 2/7 3m20s ETA 12m30s]"
+    # the last one, running alone: its own 300 s
+    assert seed_check_progress([*done, running], records, elapsed=200.0).endswith("ETA 5m00s]")

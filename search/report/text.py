@@ -85,7 +85,8 @@ def _search_progress(
 
 def seed_check_progress(trials: list[Any], records: list[dict[str, Any]], *, elapsed: float) -> str:
     """``[seed check 3/8 4m10s ETA 9m30s]``: the ETA is the remaining trainings' expected seconds — each
-    one's source trial's own measured wall time — scaled by how the finished ones compared with theirs."""
+    one's source trial's own measured wall time — scaled by how the finished ones compared with theirs,
+    shared among the workers (those running a seed-check trial now, plus the one that just finished)."""
     wall = {r["number"]: r.get("wall_s") or 0.0 for r in records}
     checks = [t for t in trials if t.user_attrs.get("role") == VERIFY_ROLE]
     done = [t for t in checks if t.state.name in ("COMPLETE", "FAIL", "PRUNED")]
@@ -97,7 +98,10 @@ def seed_check_progress(trials: list[Any], records: list[dict[str, Any]], *, ela
         if t.datetime_start and t.datetime_complete
     )
     pace = took / expected_done if expected_done > 0 and took > 0 else 1.0
-    remaining = pace * sum(wall.get(t.user_attrs.get("verifies"), 0.0) for t in left)
+    # Workers share what is left: as many at once as are running now, plus the one that just finished.
+    running = sum(t.state.name == "RUNNING" for t in left)
+    at_once = max(1, min(len(left), running + 1))
+    remaining = pace * sum(wall.get(t.user_attrs.get("verifies"), 0.0) for t in left) / at_once
     return f"[seed check {len(done)}/{len(done) + len(left)} {_hms(elapsed)} ETA {_hms(remaining)}]"
 
 
