@@ -52,6 +52,9 @@ def test_cost_ranges_name_the_leader_at_each_cost() -> None:
     text = "\n".join(family_lines(records, make_spec()))
     assert "by MFLOPs: 8-20: only baseline; 20-30: focalnet (+0.020)" in text
     assert cost_ranges(records[:2], "flops") == []  # one family: nothing to compare
+    # a trial that changes neither family's best so far does not split a range
+    ranges = cost_ranges([*records, rec(4, "focalnet", 0.60, 50e6)], "flops")
+    assert [(lo, hi, who) for lo, hi, who, _ in ranges][2] == (30e6, 80e6, "baseline")
 
 
 # --- the conv extractor as a family -----------------------------------------------------------------

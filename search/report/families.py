@@ -82,8 +82,8 @@ def cost_ranges(records: list[dict[str, Any]], cost: str) -> list[tuple[float, f
         else:
             leader, margin = (a, ba - bb) if ba > bb else (b, bb - ba)
         end = cuts[i + 1] if i + 1 < len(cuts) else float("inf")
-        if out and out[-1][2] == leader and (leader in ("tie",) or leader.startswith("only")):
-            out[-1] = (out[-1][0], end, leader, 0.0)
+        if out and out[-1][2] == leader and np.isclose(out[-1][3], margin):  # one range while nothing changes
+            out[-1] = (out[-1][0], end, leader, margin)
         else:
             out.append((c, end, leader, margin))
     return out

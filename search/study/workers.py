@@ -147,12 +147,13 @@ def _trial_loop(
         used, waiting = budget_used(study)
         if deadline is not None and time.time() >= deadline:
             break
-        if (
-            (spec.ablation is not None or queued_only)
-            and not waiting
-            and not _wait_for_running(study, parent)
-        ):
-            break  # an ablation runs until its grid × seeds is done (n_trials is only a label); so does the seed check
+        if (spec.ablation is not None or queued_only) and not waiting:
+            # An ablation runs until its grid × seeds is done (n_trials is only a label); so does the seed
+            # check. Nothing queued: wait while another worker's trial may still fail and be queued again,
+            # without asking for a trial (Optuna would sample one, to be failed as surplus, every second).
+            if _wait_for_running(study, parent):
+                continue
+            break
         if not waiting and n_trials is not None and used >= n_trials:
             # Budget used, but a trial still RUNNING elsewhere may belong to a dead worker: stay until it
             # finishes or is failed (heartbeat / dead pid) and its retry is queued, then run the retry.
