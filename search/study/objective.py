@@ -152,26 +152,37 @@ class Objective:
             # Infeasible: never trained. Accuracy 0 keeps the tuple complete; constraints mark it infeasible.
             return objective_values(spec, 0.0, cost_attrs)
 
-        run_id = None
-        if self.tracker is not None:
-            tags = {"fs.trial_number": str(trial.number), "fs.role": role, "fs.worker": worker_id()}
-            if trial.user_attrs.get("name"):
-                tags["fs.variant"] = str(trial.user_attrs["name"])
-            if trial.user_attrs.get("verifies") is not None:
-                tags["fs.verifies"] = str(trial.user_attrs["verifies"])
-            if trial.user_attrs.get(WARM_ATTR):
-                tags["fs.warm_start"] = str(trial.user_attrs[WARM_ATTR])
-            run_id = self.tracker.start_trial_run(
-                trial_number=trial.number,
-                run_name=name,
-                params=flatten_config(config),
-                tags=tags,
-                on_created=lambda rid: _record_run_id(trial, rid),
-            )
-            self.tracker.log_metrics(
-                run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
-            )
+        # The run id as soon as MLflow made it: a Ctrl-C can land before `start_trial_run` returns, and the
+        # run must still end KILLED here, not FAILED later by crash recovery.
+        run_id: str | None = None
+        created: list[str] = []
+
+        def record(rid: str) -> None:
+            created.append(rid)
+            _record_run_id(trial, rid)
+
+        def current_run() -> str | None:
+            return run_id or (created[-1] if created else None)
+
         try:
+            if self.tracker is not None:
+                tags = {"fs.trial_number": str(trial.number), "fs.role": role, "fs.worker": worker_id()}
+                if trial.user_attrs.get("name"):
+                    tags["fs.variant"] = str(trial.user_attrs["name"])
+                if trial.user_attrs.get("verifies") is not None:
+                    tags["fs.verifies"] = str(trial.user_attrs["verifies"])
+                if trial.user_attrs.get(WARM_ATTR):
+                    tags["fs.warm_start"] = str(trial.user_attrs[WARM_ATTR])
+                run_id = self.tracker.start_trial_run(
+                    trial_number=trial.number,
+                    run_name=name,
+                    params=flatten_config(config),
+                    tags=tags,
+                    on_created=record,
+                )
+                self.tracker.log_metrics(
+                    run_id, {k: float(v) for k, v in cost_attrs.items() if v is not None}, step=None
+                )
             return self._run(
                 trial, config, role, run_id, cost_attrs=cost_attrs, feasible=feasible, t0=t0, cost_s=cost_s
             )
@@ -179,13 +190,13 @@ class Objective:
             # Another worker failed this trial (its heartbeat was lost, e.g. in a storage outage) and
             # queued its retry: nothing more can be written to it.
             reason = "failed by another worker (heartbeat lost); retried elsewhere"
-            self._end(run_id, "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason})
+            self._end(current_run(), "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason})
             raise
         except optuna.TrialPruned as e:
             if hasattr(e, "partial_timing"):
                 trial.set_user_attr("timing", e.partial_timing)
             self._end(
-                run_id,
+                current_run(),
                 "FINISHED",
                 {
                     "fs.optuna_state": "PRUNED",
@@ -196,16 +207,18 @@ class Objective:
             raise
         except TrainingDiverged as e:
             trial.set_user_attr("fail_reason", str(e))
-            self._end(run_id, "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": str(e)[:500]})
+            self._end(current_run(), "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": str(e)[:500]})
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            self._end(run_id, "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": "interrupted"})
+            self._end(
+                current_run(), "KILLED", {"fs.optuna_state": "FAIL", "fs.failure_reason": "interrupted"}
+            )
             raise
         except Exception as e:
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             trial.set_user_attr("fail_reason", reason)
-            self._end(run_id, "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason[:500]})
+            self._end(current_run(), "FAILED", {"fs.optuna_state": "FAIL", "fs.failure_reason": reason[:500]})
             raise
 
     def _end(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
