@@ -147,3 +147,29 @@ def test_families_spec_validates_and_reports_both_families(tmp_path) -> None:
     assert rows["1"]["family"] == "focalnet" and rows["2"]["family_pareto"] == "true"
     text = "\n".join(family_lines(records, spec))
     assert "baseline  front 2 trials" in text and "focalnet  front 1 trials" in text and "by ms" in text
+
+
+def test_family_fronts_are_drawn_only_when_both_families_are_searched() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report.plots import _family_fronts
+
+    def drawn(records: list[dict]) -> list[str]:
+        fig, ax = plt.subplots()
+        _family_fronts(ax, records, "flops")
+        labels = [line.get_label() for line in ax.get_lines()]
+        plt.close(fig)
+        return labels
+
+    searched = [
+        {**rec(0, "baseline", 0.70, 8e6), "role": "search"},
+        {**rec(1, "baseline", 0.75, 30e6), "role": "search"},
+        {**rec(2, "focalnet", 0.78, 80e6), "role": "search"},
+    ]
+    assert drawn(searched) == ["baseline family's front", "focalnet family's front"]
+    # the default study: the extractor only as its fixed reference trials, FocalNets searched
+    reference_only = [{**searched[0], "role": "baseline"}, *searched[2:]]
+    assert drawn(reference_only) == []

@@ -213,13 +213,18 @@ def _fronts(ax: Axes, inside: Sequence[Record], x_key: str, xy: Any) -> None:
 
 
 def _family_fronts(ax: Axes, inside: Sequence[Record], x_key: str) -> None:
-    """With two model families in the region of interest, each family's front in this pair, dashed."""
+    """With two model families searched in the region of interest, each family's front in this pair, dashed.
+
+    A study that searches one family (the baseline is only its fixed reference trials) draws none: its
+    "baseline family" would be the reference point alone, and its FocalNet front the front itself.
+    """
 
     def fam(r: Record) -> str:
         return str(((r.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
 
     families = sorted({fam(r) for r in inside})
-    for i, f in enumerate(families if len(families) > 1 else []):
+    searched = {fam(r) for r in inside if r.get("role") == "search"}
+    for i, f in enumerate(families if len(searched) > 1 else []):
         stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if fam(r) == f])  # type: ignore[misc]
         xs, ys = zip(*stair, strict=True)
         ax.step(xs, ys, where="post", color=("tab:green", "tab:purple")[i % 2], lw=1.1, ls="--", alpha=0.9,
