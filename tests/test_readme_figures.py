@@ -111,12 +111,6 @@ def _simulated(arm: str | None) -> Callable[[Path], str]:
     return recompute
 
 
-def _near_best(path: Path) -> str:
-    summary = json.loads(path.read_text())
-    a = summary["arms"][summary["default"]]
-    return f"{a['near_best']}/{a['seeds']}"
-
-
 def _race(path: Path) -> str:
     s = json.loads(path.read_text())["summary"]
     return f"{s['repetitions_with_problems']} of {s['repetitions']}"
@@ -134,7 +128,7 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "simulate.default_hits": _simulated(None),
     "simulate.no_warm_hits": _simulated("random/none"),
     "heldout.sampled_trained": lambda p: str(len(_sampled(p))),
-    "heldout.default_near_best": _near_best,
+    "heldout.default_hits": _simulated(None),
     "race.start_problems": _race,
 }
 
