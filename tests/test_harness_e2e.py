@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from harness_utils import ROOT, cli, load_study, mlflow_runs, quick_spec, write_spec
 
+from search.report.budget import MAX_SKIPPED_PER_TRIAL
+
 pytestmark = pytest.mark.slow
 
 
@@ -200,10 +202,13 @@ def test_diverged_trial_fails_and_study_continues(tmp_path: Path, cache_env: dic
 
 
 def test_over_budget_trials_skip_training(tmp_path: Path, cache_env: dict[str, str]) -> None:
-    spec = _spec(tmp_path, "budget", study={"n_trials": 3}, constraints={"max_params": 100})
+    # n_trials 2: the baseline uses one, and no draw ever fits, so drawing stops at the skip limit
+    spec = _spec(tmp_path, "budget", study={"n_trials": 2}, constraints={"max_params": 100})
     r = cli(["run", str(spec), "--no-progress"], tmp_path, env=cache_env)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "stopped drawing" in r.stderr
     trials = load_study(tmp_path, "budget").get_trials()
+    assert len(trials) == 1 + MAX_SKIPPED_PER_TRIAL * 2
     assert trials[0].user_attrs["role"] == "baseline" and "val" in trials[0].user_attrs  # never skipped
     for t in trials[1:]:
         assert t.state.name == "COMPLETE"

@@ -271,8 +271,9 @@ def _repeat_times(
         sync()
         one_ms = (timer() - t0) * 1e3
         inner = max(1, math.ceil(min_repeat_ms / max(one_ms, 1e-6)))
+        # Paused, not collected first (as `timeit` does): a full collection in a process holding torch,
+        # MLflow and Optuna walks millions of objects (~0.3 s, longer than timing a small model).
         gc_was_enabled = gc.isenabled()
-        gc.collect()
         gc.disable()
         try:
             times = np.empty(repeats, dtype=float)
