@@ -138,7 +138,7 @@ def report(
     import optuna
 
     from search.storage.connect import make_storage
-    from search.task.train import TrainConfig
+    from search.task.train_config import TrainConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(f"journal:{journal}", heartbeat=False)

@@ -45,9 +45,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _bad_input_types() -> tuple[type[BaseException], ...]:
     from search.spec.parse import SpecError
-    from search.tools.reproduce import ReproduceError
 
-    return (SpecError, StorageError, DataError, ReproduceError, TableError)
+    types: tuple[type[BaseException], ...] = (SpecError, StorageError, DataError, TableError)
+    # Only a command that imported `reproduce` can raise its error; importing it here for every other
+    # error would cost matplotlib's import (~0.8 s) on the way out.
+    reproduce = sys.modules.get("search.tools.reproduce")
+    return types + ((reproduce.ReproduceError,) if reproduce is not None else ())
 
 
 def storage_url(args: argparse.Namespace, spec: Any = None) -> str | None:
@@ -121,9 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(finished_line(done, n_trials))
         return 0
 
+    spec = _load_spec(args.spec)  # before importing the runner: a bad spec exits without torch's import
     from search.study.run import run_study
 
-    spec = _load_spec(args.spec)
     study = run_study(
         spec,
         n_trials=args.n_trials,
@@ -347,7 +350,7 @@ def _validate_run_config(cfg: dict[str, Any], path: Path) -> tuple[Any, Any, dic
     """(ModelConfig, TrainConfig, completed data config) of a run.json; any problem exits 2 naming the key."""
     from focalnet import ModelConfig
     from search.task.data import DataConfigError, data_config
-    from search.task.train import TrainConfig
+    from search.task.train_config import TrainConfig
 
     for key in ("model", "train", "data"):
         if not isinstance(cfg.get(key, {}), dict):

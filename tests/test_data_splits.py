@@ -292,7 +292,7 @@ def test_readme_documents_every_run_json_key():
 
     from focalnet import BaselineConfig, FocalNetConfig, ModelConfig
     from search.task.data import DATA_KEYS
-    from search.task.train import TrainConfig
+    from search.task.train_config import TrainConfig
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### One training run") : readme.index("## The search")]

@@ -173,3 +173,81 @@ def test_family_fronts_are_drawn_only_when_both_families_are_searched() -> None:
     # the default study: the extractor only as its fixed reference trials, FocalNets searched
     reference_only = [{**searched[0], "role": "baseline"}, *searched[2:]]
     assert drawn(reference_only) == []
+
+
+# --- the verdict at matched costs: seed-checked members of both families ----------------------------
+
+
+def _checked_records(spec) -> list[dict]:
+    """Two baseline-family and two FocalNet members (search records) and their fresh-seed runs."""
+    acc, costs = spec.objectives.accuracy, spec.objectives.minimize
+
+    def member(n, backbone, val, cost, role="search"):
+        r = rec(n, backbone, val, 0.0)
+        r["values"] = {"accuracy": val, **{c: cost for c in costs}}
+        return r | {"name": f"t{n}", "role": role, "state": "COMPLETE", "val": {acc: val}, "verifies": None}
+
+    def runs(n, tests):
+        return [
+            {"number": 100 + 10 * n + s, "name": f"verify-t{n}-seed{s}", "role": "verify", "state": "COMPLETE",
+             "region": None, "values": None, "config": {}, "verifies": n, "seed": s,
+             "val": {acc: t}, "test": {acc: t}}
+            for s, t in enumerate(tests, start=1)
+        ]  # fmt: skip
+
+    return [
+        member(0, "baseline", 0.70, 1.0, role="baseline"),  # the reference
+        member(1, "baseline", 0.74, 4.0),
+        member(2, "focalnet", 0.72, 2.0),
+        member(3, "focalnet", 0.80, 8.0),
+        *runs(0, [0.70, 0.71, 0.69]),
+        *runs(1, [0.75, 0.74, 0.76]),
+        *runs(2, [0.60, 0.62, 0.61]),
+        *runs(3, [0.80, 0.82, 0.81]),
+    ]
+
+
+def test_matched_rows_compare_each_familys_best_at_or_below_a_cost() -> None:
+    from search.report.families import matched_lines, matched_rows
+
+    spec = make_spec()
+    records = _checked_records(spec)
+    rows = matched_rows(records, spec)
+    cost = spec.objectives.minimize[0]
+    first = [r for r in rows if r["cost"] == cost]
+    # budgets: the cost of each family's best-by-search-val member (4 for baseline #1, 8 for focalnet #3)
+    assert [r["budget"] for r in first] == [4.0, 8.0]
+    at4, at8 = first
+    assert (at4["a_number"], at4["b_number"]) == (1, 2)  # focalnet's best at cost <= 4 is #2, not #3
+    assert at4["diff"] == pytest.approx(0.61 - 0.75) and at4["hi"] < 0
+    assert at4["verdict"] == "baseline more accurate beyond seed noise"
+    assert (at8["a_number"], at8["b_number"]) == (1, 3)
+    assert at8["diff"] == pytest.approx(0.81 - 0.75) and at8["lo"] > 0
+    assert at8["verdict"] == "focalnet more accurate beyond seed noise"
+    text = "\n".join(matched_lines(records, spec))
+    assert "Families at matched costs" in text and "focalnet - baseline" in text
+    # chosen by search val, not by the fresh seeds: a member that did better on them is not picked
+    for r in records:
+        if r.get("verifies") == 2:
+            r["test"] = {spec.objectives.accuracy: 0.99}
+    assert matched_rows(records, spec)[0]["b_number"] == 2
+    # one family without seed-checked members: no comparison at all
+    only_base = [r for r in records if r["config"].get("model", {}).get("backbone") != "focalnet"
+                 and r.get("verifies") not in (2, 3)]  # fmt: skip
+    assert matched_rows(only_base, spec) == []
+
+
+def test_matched_csv_keeps_a_missing_side_empty(tmp_path) -> None:
+    import csv
+
+    from search.report.families import matched_rows, write_matched_csv
+
+    spec = make_spec()
+    records = [r for r in _checked_records(spec) if r.get("verifies") != 2 and r["number"] != 2]
+    rows = matched_rows(records, spec)
+    cheap = rows[0]  # at the baseline's cost (4) focalnet has no seed-checked member that cheap
+    assert cheap["b_number"] is None and cheap["verdict"].startswith("only baseline")
+    with write_matched_csv(rows, tmp_path / "m.csv").open() as fh:
+        out = list(csv.DictReader(fh))
+    assert len(out) == len(rows) and out[0]["b_number"] == "" and out[0]["diff"] == ""
+    assert out[1]["b_family"] == "focalnet" and float(out[1]["diff"]) == pytest.approx(0.81 - 0.75)

@@ -129,6 +129,39 @@ def test_code_imports_names_from_their_defining_module() -> None:
     assert offenders == []
 
 
+#: What reads specs and reports imports no torch (~1.3 s a process): `report`, `list` and a bad spec stay quick.
+TORCH_FREE = (
+    "focalnet",
+    "focalnet.config",
+    "search.cli",
+    "search.spec.parse",
+    "search.report.text",
+    "search.report.publish",
+    "search.storage.connect",
+)
+
+
+def test_spec_and_report_modules_import_without_torch() -> None:
+    code = (
+        "import importlib, sys\n"
+        f"for name in {TORCH_FREE!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
+
+
+def test_focalnet_names_load_on_first_use() -> None:
+    import focalnet
+
+    assert set(focalnet.__all__) <= set(dir(focalnet))
+    assert all(callable(getattr(focalnet, name)) for name in focalnet.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        focalnet.not_a_name  # noqa: B018
+
+
 def test_task_modules_import_without_optuna_or_mlflow() -> None:
     # A None entry in sys.modules makes `import optuna` raise ImportError, as if it were not installed.
     code = (

@@ -21,7 +21,7 @@ from search.spec.space import (
     resolve_config,
     sample_params,
 )
-from search.task.train import TrainConfig
+from search.task.train_config import TrainConfig
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 MINIMAL = '[study]\nname = "t"\nn_trials = 3\nseed = 7\n[train]\nsteps = 50\n'

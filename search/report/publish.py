@@ -12,6 +12,7 @@ import optuna
 
 from search.efficiency.pareto import hypervolume_history
 from search.report.budget import FINISHED_STATES
+from search.report.families import matched_rows, write_matched_csv
 from search.report.plots import (
     compute_importances,
     hypervolume_plot,
@@ -33,7 +34,7 @@ def write_report_files(
     study: optuna.Study, spec: Any, out: Path, *, importances: bool = True
 ) -> tuple[list[Path], list[tuple[float, float]], list[dict[str, Any]]]:
     """Write the study's report files into ``out``: the Pareto plots and ``pareto.csv``, ``report.txt`` and
-    ``verify.csv`` (studies), the hypervolume history (PNG + JSON), the ablation files (ablations) and,
+    ``verify.csv`` (studies), ``families_matched.csv`` (two families, seed-checked), the hypervolume history (PNG + JSON), the ablation files (ablations) and,
     with ``importances``, the hyperparameter importances.
 
     Returns:
@@ -77,6 +78,9 @@ def write_report_files(
         rows = verify_rows(records, spec)
         if rows:
             files.append(write_verify_csv(rows, out / "verify.csv"))
+        matched = matched_rows(records, spec)
+        if matched:
+            files.append(write_matched_csv(matched, out / "families_matched.csv"))
     if hv_hist:
         files.append(hypervolume_plot(hv_hist, out / "hypervolume.png"))
         (out / "hypervolume.json").write_text(

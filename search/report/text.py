@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.report.budget import counts_against_budget
-from search.report.families import family_lines
+from search.report.families import family_lines, matched_lines
 from search.report.records import study_records
 from search.report.seed_check import VERIFY_ROLE, verify_lines
 
@@ -230,6 +230,7 @@ def report_text(study: optuna.Study, spec: Any) -> str:
         lines.append(f"failed: trial {r['number']}: {r['fail_reason']}")
     lines += family_lines(records, spec)
     lines += verify_lines(records, spec)
+    lines += matched_lines(records, spec)
     return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from focalnet.config import BaselineConfig, FocalNetConfig, HeadConfig
 from search.spec.schema import DERIVED_ARCH, MODEL_DIMS, MODEL_KEYS, SpecError
 from search.spec.space import BASELINE_OVERRIDES, resolve_config
-from search.task.train import TrainConfig
+from search.task.train_config import TrainConfig
 
 __all__ = [
     "BUILTIN_CONFIGS",

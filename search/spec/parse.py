@@ -63,7 +63,7 @@ from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public 
 )
 from search.spec.space import VARIANTS, check_space
 from search.task.data import DataConfigError, data_config
-from search.task.train import TrainConfig
+from search.task.train_config import TrainConfig
 
 __all__ = [*(n for n in spec_schema.__all__ if n != "compute_spec_hash"), "load_spec", "parse_spec"]
 

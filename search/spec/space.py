@@ -41,7 +41,7 @@ from search.spec.schema import (
     SpecError,
     StudySpec,
 )
-from search.task.train import TrainConfig
+from search.task.train_config import TrainConfig
 
 __all__ = [
     "BASELINE_OVERRIDES",

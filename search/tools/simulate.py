@@ -56,7 +56,7 @@ from search.spec.space import contains, fixed_trials, resolve_config, sample_par
 from search.study.objective import METRIC_KEYS, objective_values, record_costs
 from search.study.samplers import make_sampler
 from search.study.warm_start import WARM_ATTR, warm_start_rows
-from search.task.train import TrainConfig
+from search.task.train_config import TrainConfig
 
 __all__ = [
     "SAMPLERS",
