@@ -340,3 +340,23 @@ def test_head_factors_and_the_builtin_baseline():
 def test_unknown_head_factor_is_refused():
     e = spec_error(factors={"head": {"knd": ["pool"]}})
     assert "unknown factor 'head.knd'" in str(e) and "head.kind" in str(e)
+
+
+def test_depth_ablation_cells_are_matched_in_params_with_their_head():
+    """ablation_depth.toml compares depth at equal size: with the spec's own head the two cells' whole
+    keypoint models differ by < 1% in parameters (a head change must come with a re-matched width)."""
+    from focalnet import build_model, count_params
+    from search.spec.parse import load_spec
+    from search.spec.space import resolve_config
+
+    spec = load_spec(STUDIES / "ablation_depth.toml")
+    trials = ablation_trials(spec)
+    counts = {
+        t["cell"]["config"]: count_params(
+            build_model(resolve_config(spec, {}, overrides=t["overrides"])["model"])
+        )
+        for t in trials
+        if t["seed"] == trials[0]["seed"]
+    }
+    assert set(counts) == {"tiny", "deep-thin"}
+    assert abs(counts["deep-thin"] / counts["tiny"] - 1) < 0.01, counts
