@@ -129,6 +129,8 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "simulate.no_warm_hits": _simulated("random/none"),
     "heldout.sampled_trained": lambda p: str(len(_sampled(p))),
     "heldout.default_hits": _simulated(None),
+    "budget.heldout_90": _simulated(None),
+    "budget.wide_90": _simulated(None),
     "race.start_problems": _race,
 }
 
