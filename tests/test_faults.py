@@ -413,12 +413,25 @@ def test_parent_stays_open_while_another_worker_lives(tmp_path: Path) -> None:
         with ParentRun(study, spec, tracker, params={}, tags={}) as p:
             pass
         assert tracker.client.get_run(p.run_id).info.status == "RUNNING"
+        assert tracker.client.list_artifacts(p.run_id, "report") == []  # the last one to leave reports
     finally:
         other.kill()
         other.wait()
     with ParentRun(study, spec, tracker, params={}, tags={}) as p2:  # the other worker died: this one closes
         assert p2.run_id == p.run_id
     assert tracker.client.get_run(p.run_id).info.status == "FINISHED"
+    assert "report/pareto.csv" in {a.path for a in tracker.client.list_artifacts(p.run_id, "report")}
+
+
+def test_workers_leaving_together_still_leave_a_report(tmp_path: Path, monkeypatch) -> None:
+    """Two workers that leave at once each see the other alive and skip the report; the one that ends the
+    parent run (under the study lock) writes it after all."""
+    study, spec, tracker = _parent(tmp_path, "t")
+    monkeypatch.setattr(ParentRun, "_others_alive", lambda self: True)  # the peek before the lock
+    with ParentRun(study, spec, tracker, params={}, tags={}) as p:
+        pass
+    assert tracker.client.get_run(p.run_id).info.status == "FINISHED"
+    assert "report/pareto.csv" in {a.path for a in tracker.client.list_artifacts(p.run_id, "report")}
 
 
 # ----------------------------------------------------------------------------------------------------------

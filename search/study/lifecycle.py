@@ -293,16 +293,13 @@ class ParentRun:
     def _close(self, status: str) -> None:
         # One deadline for every wait below: MLflow staying away delays a leaving worker once, not thrice.
         deadline = time.monotonic() + (_WAIT_AFTER_CTRL_C_S if status == "KILLED" else WAIT_AT_EXIT_S)
+        reported = False
         if self.tracker is not None:
             # This worker's trial runs exist before the report points at them.
             self.tracker.flush(max(0.0, deadline - time.monotonic()))
-            try:
-                self.close_dead_runs()
-                if self.tracker.reachable:
-                    refresh_parent(self.study, self.spec, self.tracker)
-            except Exception as e:  # the results are safe in storage; the report is redone next time
-                if status != "KILLED":  # after Ctrl-C the one "interrupted" line says enough
-                    _warn(f"could not refresh the MLflow parent run: {_first_line(e)}")
+            # The final report (plots, importances: seconds) is the last leaver's to write; a worker that
+            # leaves while others still run leaves it to them (and `run --jobs N` holds a lease itself).
+            reported = self._report(status) if not self._others_alive() else False
             # Its last write reaches MLflow (or is given up) before the others can see it leave.
             self.tracker.flush(max(0.0, deadline - time.monotonic()))
         ended = False
@@ -316,7 +313,27 @@ class ParentRun:
             if self.tracker is not None and not ended:
                 self.tracker.finish_parent(status=status, tags={"fs.study_state": status.lower()})
         if self.tracker is not None:
+            if ended and not reported:  # workers leaving together each saw the other: the last one reports
+                self._report(status)
             self.tracker.flush(max(0.0, deadline - time.monotonic()))
+
+    def _others_alive(self) -> bool:
+        try:
+            return bool(self.lease.others_alive())
+        except Exception:  # storage unreachable: report, as a lone worker would
+            return False
+
+    def _report(self, status: str) -> bool:
+        """Close stale trial runs and refresh the parent run's report; False when it could not."""
+        try:
+            self.close_dead_runs()
+            if self.tracker.reachable:
+                refresh_parent(self.study, self.spec, self.tracker)
+                return True
+        except Exception as e:  # the results are safe in storage; the report is redone next time
+            if status != "KILLED":  # after Ctrl-C the one "interrupted" line says enough
+                _warn(f"could not refresh the MLflow parent run: {_first_line(e)}")
+        return False
 
 
 def _first_line(e: BaseException) -> str:

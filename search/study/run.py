@@ -71,8 +71,10 @@ def run_study(
     print(f"threads: {threads} per worker x {jobs} worker{'s' if jobs > 1 else ''} ({why})", flush=True)
     t0 = time.time()
 
-    def phase(budget: int | None, timeout_s: float | None, *, queued_only: bool = False) -> None:
-        if jobs <= 1:
+    def phase(
+        budget: int | None, timeout_s: float | None, *, queued_only: bool = False, workers: int = jobs
+    ) -> None:
+        if workers <= 1:
             run_worker(
                 spec,
                 storage_url=storage_url,
@@ -96,7 +98,7 @@ def run_study(
         ):
             _run_processes(
                 spec,
-                jobs=jobs,
+                jobs=workers,
                 storage_url=storage_url,
                 tracking_uri=tracking_uri,
                 n_trials=budget,
@@ -109,10 +111,11 @@ def run_study(
             )
 
     try:
-        phase(n_trials, spec.timeout_s)
+        phase(n_trials, spec.timeout_s, workers=_workers_for(study, jobs, n_trials))
         if spec.verify_seeds and spec.ablation is None:
-            if _queue_seed_check(study, spec, jobs=jobs):
-                phase(None, None, queued_only=True)  # the seed check is not cut by the search's timeout
+            # Not cut by the search's timeout; no more workers than trainings (each costs a process start).
+            if waiting := _queue_seed_check(study, spec, jobs=jobs):
+                phase(None, None, queued_only=True, workers=min(jobs, waiting))
             if not missing_verify_trials(study, spec, study_records(study, spec)):
                 study.set_user_attr(SEED_CHECKED_ATTR, budget_used(study)[0])
     except KeyboardInterrupt:
@@ -130,6 +133,15 @@ def run_study(
     return study
 
 
+def _workers_for(study: optuna.Study, jobs: int, n_trials: int | None) -> int:
+    """No more worker processes than trials left to run (a resumed study may need one): each costs a
+    process start, seconds of imports. A study bounded by time only gets all ``jobs``."""
+    if n_trials is None or jobs <= 1:
+        return jobs
+    used, waiting = budget_used(study)
+    return min(jobs, max(1, n_trials - used + waiting))
+
+
 def _queue_seed_check(study: optuna.Study, spec: Any, *, jobs: int) -> int:
     """Queue the seed check's missing (member, seed) trials — front members inside the region of interest
     and the reference baseline — print how many and their expected time, return how many wait."""
@@ -143,6 +155,7 @@ def _queue_seed_check(study: optuna.Study, spec: Any, *, jobs: int) -> int:
     ]
     if waiting:
         members = len({t.user_attrs.get("verifies") for t in waiting})
+        jobs = min(jobs, len(waiting))
         expected = seed_check_expected_s(waiting, records) / max(1, jobs)
         print(
             f"seed check: {len(waiting)} trainings ({members} configs × up to {spec.verify_seeds} fresh seeds: "
