@@ -111,6 +111,18 @@ def _simulated(arm: str | None) -> Callable[[Path], str]:
     return recompute
 
 
+def _matched(cost: str) -> Callable[[Path], str]:
+    """The families study's first matched-cost row on ``cost`` with both sides: Welch from verify.csv."""
+
+    def recompute(path: Path) -> str:
+        with path.open() as fh:
+            row = next(r for r in csv.DictReader(fh) if r["cost"] == cost and r["a_number"] and r["b_number"])
+        verify = _verify(path.parent / "verify.csv")
+        return _welch(_values(verify[int(row["b_number"])]), _values(verify[int(row["a_number"])]))
+
+    return recompute
+
+
 def _race(path: Path) -> str:
     s = json.loads(path.read_text())["summary"]
     return f"{s['repetitions_with_problems']} of {s['repetitions']}"
@@ -131,6 +143,8 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "heldout.default_hits": _simulated(None),
     "budget.heldout_90": _simulated(None),
     "budget.wide_90": _simulated(None),
+    "families.matched_flops": _matched("flops"),
+    "families.matched_latency": _matched("latency_ms"),
     "race.start_problems": _race,
 }
 
