@@ -25,6 +25,7 @@ from optuna.storages import JournalStorage, RDBStorage, _CachedStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
+from search.spec.parse import parse_spec
 from search.storage.faults import ResilientStorage
 from search.tracking.params import redact_url
 
@@ -214,9 +215,6 @@ def recover_stale_trials(study: Any) -> list[int]:
 
 def load_stored_study(name: str, storage: str | None) -> tuple[Any, Any]:
     """Load a study by name from storage; its spec comes from the study itself (no file needed)."""
-    # start-up cost: parse_spec loads focalnet (torch); search.cli imports this module at start-up
-    from search.spec.parse import parse_spec
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE
     missing = f"study: no study named {name!r} in {redact_url(url)}; see `python -m search list`"
