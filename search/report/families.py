@@ -24,6 +24,9 @@ from search.efficiency.pareto import hypervolume, pareto_mask
 from search.report.records import IN_REGION, family, objective_points, value_names
 from search.report.seed_check import CONFIDENCE, verify_rows, welch_interval
 
+#: Cost → (divisor, unit) for the report's text.
+_UNIT = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params"), "latency_ms": (1.0, "ms")}
+
 __all__ = [
     "best_below",
     "cost_ranges",
@@ -119,20 +122,15 @@ def family_lines(records: list[dict[str, Any]], spec: Any) -> list[str]:
     for fam, front in fronts.items():
         nums = ", ".join(str(r["number"]) for r in sorted(front, key=lambda r: r["values"]["accuracy"]))
         lines.append(f"  {fam:<9} front {len(front)} trials ({nums}); hypervolume {hv[fam]:.4g}")
-    unit = {"flops": 1e6, "params": 1e3, "latency_ms": 1.0}
-    label = {"flops": "MFLOPs", "params": "k params", "latency_ms": "ms"}
     for cost in ("flops", "latency_ms", "params"):
         if not all(cost in (r["values"] or {}) for r in _inside(records)):
             continue
         parts = []
+        scale, label = _UNIT[cost]
         for lo, hi, leader, margin in cost_ranges(records, cost):
-            span = (
-                f"{lo / unit[cost]:.3g}-{hi / unit[cost]:.3g}"
-                if hi != float("inf")
-                else f">= {lo / unit[cost]:.3g}"
-            )
+            span = f"{lo / scale:.3g}-{hi / scale:.3g}" if hi != float("inf") else f">= {lo / scale:.3g}"
             parts.append(f"{span}: {leader}" + (f" (+{margin:.3f})" if margin else ""))
-        lines.append(f"  best val at or below a cost, by {label[cost]}: " + "; ".join(parts))
+        lines.append(f"  best val at or below a cost, by {label}: " + "; ".join(parts))
     return lines
 
 
@@ -171,8 +169,8 @@ def matched_rows(records: list[dict[str, Any]], spec: Any) -> list[dict[str, Any
         return max(cands, key=lambda c: (c[0]["values"]["accuracy"], -c[0]["number"])) if cands else None
 
     rows = []
+    tops = [best([c for c in checked if family(c[0]) == f]) for f in fams]
     for cost in [n for n in value_names(spec) if n != "accuracy"]:
-        tops = [best([c for c in checked if family(c[0]) == f]) for f in fams]
         for budget in sorted({float(top[0]["values"][cost]) for top in tops if top is not None}):
             picks = [
                 best([c for c in checked if family(c[0]) == f and c[0]["values"][cost] <= budget])
@@ -206,9 +204,6 @@ def _matched_verdict(fams: list[str], picks: list[Any], lo: float, hi: float) ->
     if hi < 0:
         return f"{fams[0]} more accurate beyond seed noise"
     return "within seed noise"
-
-
-_UNIT = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params"), "latency_ms": (1.0, "ms")}
 
 
 def matched_lines(records: list[dict[str, Any]], spec: Any) -> list[str]:
