@@ -360,3 +360,21 @@ def test_depth_ablation_cells_are_matched_in_params_with_their_head():
     }
     assert set(counts) == {"tiny", "deep-thin"}
     assert abs(counts["deep-thin"] / counts["tiny"] - 1) < 0.01, counts
+
+
+def test_backbone_ablation_cells_share_one_head_on_maps_of_one_size():
+    """ablation_backbone.toml compares backbones, not heads: both cells are read by the same head kind
+    from a map of the same side, so a head change in one cell alone cannot pass unnoticed."""
+    from focalnet import ModelConfig
+    from search.spec.parse import load_spec
+    from search.spec.space import resolve_config
+
+    spec = load_spec(STUDIES / "ablation_backbone.toml")
+    trials = [t for t in ablation_trials(spec) if t["seed"] == ablation_trials(spec)[0]["seed"]]
+    read = {}
+    for t in trials:
+        model = ModelConfig.from_dict(resolve_config(spec, {}, overrides=t["overrides"])["model"])
+        read[t["cell"]["config"]] = (model.backbone, model.head.kind, model.stage_shapes[model.head.stage][-1])
+    assert set(read) == {"baseline", "focalnet-small"}
+    assert read["baseline"][0] == "baseline" and read["focalnet-small"][0] == "focalnet"
+    assert read["baseline"][1:] == read["focalnet-small"][1:] == ("simcc", 8), read
