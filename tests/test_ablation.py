@@ -374,7 +374,11 @@ def test_backbone_ablation_cells_share_one_head_on_maps_of_one_size():
     read = {}
     for t in trials:
         model = ModelConfig.from_dict(resolve_config(spec, {}, overrides=t["overrides"])["model"])
-        read[t["cell"]["config"]] = (model.backbone, model.head.kind, model.stage_shapes[model.head.stage][-1])
+        read[t["cell"]["config"]] = (
+            model.backbone,
+            model.head.kind,
+            model.stage_shapes[model.head.stage][-1],
+        )
     assert set(read) == {"baseline", "focalnet-small"}
     assert read["baseline"][0] == "baseline" and read["focalnet-small"][0] == "focalnet"
     assert read["baseline"][1:] == read["focalnet-small"][1:] == ("simcc", 8), read
