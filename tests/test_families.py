@@ -175,6 +175,34 @@ def test_family_fronts_are_drawn_only_when_both_families_are_searched() -> None:
     assert drawn(reference_only) == []
 
 
+def test_trial_points_are_told_apart_by_family_only_when_both_are_searched() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.report.plots import _pareto_axes
+
+    def labels(records: list[dict]) -> list[str]:
+        fig, ax = plt.subplots()
+        _pareto_axes(ax, records, x_key="flops", x_label="FLOPs", y_label="val")
+        out = [c.get_label() for c in ax.collections]
+        plt.close(fig)
+        return out
+
+    searched = [
+        {**rec(0, "baseline", 0.70, 8e6), "role": "search", "state": "COMPLETE"},
+        {**rec(1, "focalnet", 0.78, 80e6), "role": "search", "state": "COMPLETE"},
+        {**rec(2, "focalnet", 0.60, 40e6), "role": "search", "state": "COMPLETE", "plateau": "never"},
+    ]
+    got = labels(searched)
+    assert "baseline family trials" in got and "focalnet family trials" in got and "trials" not in got
+    assert "focalnet family trials (never left the plateau)" in got
+    one_family = [{**r, "config": {"model": {"backbone": "focalnet"}}} for r in searched]
+    got = labels(one_family)
+    assert "trials" in got and not any("family" in label for label in got)
+
+
 # --- the verdict at matched costs: seed-checked members of both families ----------------------------
 
 

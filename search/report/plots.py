@@ -212,23 +212,35 @@ def _fronts(ax: Axes, inside: Sequence[Record], x_key: str, xy: Any) -> None:
                    linestyle="--", label="Pareto member by another cost (dominated in this pair)", zorder=5)  # fmt: skip
 
 
+#: Per family, when a study searches both: (trial colour, trial marker); its front is dashed in that colour.
+_FAMILY_STYLE = {"baseline": ("tab:green", "^"), "focalnet": ("tab:blue", "o")}
+
+
+def _family(record: Record) -> str:
+    return str(((record.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
+
+
+def _searched_families(inside: Sequence[Record]) -> list[str]:
+    """The families with search trials in the region of interest, when there are two (else [])."""
+    searched = sorted({_family(r) for r in inside if r.get("role") == "search"})
+    return searched if len(searched) > 1 else []
+
+
 def _family_fronts(ax: Axes, inside: Sequence[Record], x_key: str) -> None:
     """With two model families searched in the region of interest, each family's front in this pair, dashed.
 
     A study that searches one family (the baseline is only its fixed reference trials) draws none: its
     "baseline family" would be the reference point alone, and its FocalNet front the front itself.
+    Drawn above the pair's front, so a family front that coincides with it stays visible.
     """
-
-    def fam(r: Record) -> str:
-        return str(((r.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
-
-    families = sorted({fam(r) for r in inside})
-    searched = {fam(r) for r in inside if r.get("role") == "search"}
-    for i, f in enumerate(families if len(searched) > 1 else []):
-        stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if fam(r) == f])  # type: ignore[misc]
+    families = sorted({_family(r) for r in inside}) if _searched_families(inside) else []
+    for f in families:
+        stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if _family(r) == f])  # type: ignore[misc]
         xs, ys = zip(*stair, strict=True)
-        ax.step(xs, ys, where="post", color=("tab:green", "tab:purple")[i % 2], lw=1.1, ls="--", alpha=0.9,
-                label=f"{f} family's front", zorder=4)  # fmt: skip
+        color, marker = _FAMILY_STYLE.get(f, ("tab:gray", "o"))
+        # markers on the corners: a one-member front is a point, which a line alone would not show
+        ax.step(xs, ys, where="post", color=color, lw=1.3, ls="--", alpha=0.95, marker=marker, markersize=9,
+                markerfacecolor="none", label=f"{f} family's front", zorder=4.5)  # fmt: skip
 
 
 def _pareto_axes(
@@ -271,7 +283,14 @@ def _pareto_axes(
         ax.scatter(*xy(outside), s=18, marker="o", facecolors="none", edgecolors="0.65", zorder=2,
                    label="outside the region of interest (plateau or below the floor)")  # fmt: skip
     plain = [r for r in inside if r.get("role") not in ("baseline", "variant", "cell")]
-    points(plain, "trials", s=22, color="tab:blue", alpha=0.55, zorder=2)
+    families = _searched_families(inside)
+    if families:  # two families searched: which point is which family is the point of the picture
+        for f in families:
+            color, marker = _FAMILY_STYLE.get(f, ("tab:gray", "o"))
+            points([r for r in plain if _family(r) == f], f"{f} family trials", s=24, marker=marker,
+                   color=color, alpha=0.6, zorder=2)  # fmt: skip
+    else:
+        points(plain, "trials", s=22, color="tab:blue", alpha=0.55, zorder=2)
     cells = [r for r in inside if r.get("role") == "cell"]
     points(cells, "ablation cells", s=30, marker="D", color="tab:purple", alpha=0.7, zorder=3)
     variants = [r for r in inside if r.get("role") == "variant"]
