@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from focalnet import build_model, count_params
@@ -59,6 +60,8 @@ def test_plan_writes_nothing(tmp_path: Path) -> None:
         and "seconds per trained trial" in out
     )
     assert "budget: timeout_min 5" in out
+    # no bundled table answers this spec: timed here, and the line says under what load
+    assert re.search(r"ms/step x \d+ steps \+ 10% for evaluation, at load \d+\.\d", out), out
 
 
 def test_plan_reads_seconds_off_a_table_that_answers_the_spec(tmp_path: Path) -> None:

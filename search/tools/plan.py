@@ -13,6 +13,7 @@ storage, no MLflow store and no files: the dataset is not loaded (its joint coun
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -128,10 +129,11 @@ def _trial_seconds(spec: Any, configs: list[dict[str, Any]], workers: int, threa
                 np.median(secs)
             ), f"median of {len(secs)} rows of {table.path.name}, on the clock `simulate` uses"
     steps = int(spec.train.get("steps", 1000))
+    load = os.getloadavg()[0]  # other work on the cores inflates this timing (README, "Threads under load")
     step_s = _timed_step_s(configs, threads, int(spec.train.get("batch_size", 64)))
     return (
         step_s * steps * 1.1,
-        f"short timing: {step_s * 1000:.0f} ms/step x {steps} steps + 10% for evaluation",
+        f"short timing: {step_s * 1000:.0f} ms/step x {steps} steps + 10% for evaluation, at load {load:.1f}",
     )
 
 
