@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from search.efficiency.table import read_table
+from search.report.ablation import paired_t_interval
 from search.report.seed_check import welch_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +124,42 @@ def _matched(cost: str) -> Callable[[Path], str]:
     return recompute
 
 
+def _cells(path: Path) -> dict[str, dict[int, float]]:
+    """An ablation's per-trial CSV as ``{cell: {seed: test PCK@0.05}}`` (completed trials)."""
+    out: dict[str, dict[int, float]] = {}
+    with path.open() as fh:
+        for r in csv.DictReader(fh):
+            if r["state"] == "COMPLETE":
+                cell, _, seed = r["name"].rpartition(",seed=")
+                out.setdefault(cell, {})[int(seed)] = float(r[f"test_{ACC}"])
+    return out
+
+
+def _ablation(level: str, reference: str) -> Callable[[Path], str]:
+    """Paired by seed: level - reference, test PCK@0.05 in points, mean ± the paired t 95% half-width and CI
+    (as the ablation report prints it)."""
+
+    def recompute(path: Path) -> str:
+        cells = _cells(path)
+        seeds = sorted(cells[level].keys() & cells[reference].keys())
+        diffs = [100 * (cells[level][s] - cells[reference][s]) for s in seeds]
+        mean, half, lo, hi = paired_t_interval(diffs)
+        return f"{mean:+.1f} ± {half:.1f} pp [{lo:+.1f}, {hi:+.1f}] ({len(seeds)} seeds)"
+
+    return recompute
+
+
+def _same_cells(path: Path) -> str:
+    """Cells that two ablation studies share (same model, data, budget, seed): identical per-seed results?"""
+    levels = _cells(path)
+    shared = [
+        (levels["focal_levels=2"], _cells(path.parent / "embed_trials.csv")["overlapped_embed=false"]),
+        (levels["focal_levels=3"], _cells(path.parent / "contexts_trials.csv")["contexts=sequential"]),
+    ]
+    same = sum(a[s] == b[s] for a, b in shared for s in a.keys() & b.keys())
+    return f"{same} of {sum(len(a.keys() & b.keys()) for a, b in shared)}"
+
+
 def _race(path: Path) -> str:
     s = json.loads(path.read_text())["summary"]
     return f"{s['repetitions_with_problems']} of {s['repetitions']}"
@@ -146,6 +183,11 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "families.matched_flops": _matched("flops"),
     "families.matched_latency": _matched("latency_ms"),
     "race.start_problems": _race,
+    "ablation.contexts": _ablation("contexts=independent", "contexts=sequential"),
+    "ablation.embed": _ablation("overlapped_embed=true", "overlapped_embed=false"),
+    "ablation.levels_1": _ablation("focal_levels=1", "focal_levels=2"),
+    "ablation.levels_4": _ablation("focal_levels=4", "focal_levels=2"),
+    "ablation.same_cells": _same_cells,
 }
 
 
