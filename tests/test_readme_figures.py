@@ -187,6 +187,7 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "ablation.embed": _ablation("overlapped_embed=true", "overlapped_embed=false"),
     "ablation.levels_1": _ablation("focal_levels=1", "focal_levels=2"),
     "ablation.levels_4": _ablation("focal_levels=4", "focal_levels=2"),
+    "ablation.depth": _ablation("config=deep-thin", "config=tiny"),
     "ablation.backbone": _ablation("config=focalnet-small", "config=baseline"),
     "ablation.same_cells": _same_cells,
 }
