@@ -382,3 +382,22 @@ def test_backbone_ablation_cells_share_one_head_on_maps_of_one_size():
     assert set(read) == {"baseline", "focalnet-small"}
     assert read["baseline"][0] == "baseline" and read["focalnet-small"][0] == "focalnet"
     assert read["baseline"][1:] == read["focalnet-small"][1:] == ("simcc", 8), read
+
+
+def test_matched_embed_ablation_cells_are_matched_in_params_and_flops():
+    """ablation_embed_matched.toml compares plain and overlapped embedding at equal cost: with the spec's
+    head the two cells' whole models differ by < 1% in parameters and in FLOPs."""
+    from focalnet import build_model, count_flops, count_params
+    from search.spec.parse import load_spec
+    from search.spec.space import resolve_config
+
+    spec = load_spec(STUDIES / "ablation_embed_matched.toml")
+    trials = ablation_trials(spec)
+    costs = {}
+    for t in trials:
+        if t["seed"] == trials[0]["seed"]:
+            model = build_model(resolve_config(spec, {}, overrides=t["overrides"])["model"])
+            costs[t["cell"]["config"]] = (count_params(model), count_flops(model, 64))
+    assert set(costs) == {"plain", "overlapped-d30"}
+    (p0, f0), (p1, f1) = costs["plain"], costs["overlapped-d30"]
+    assert abs(p1 / p0 - 1) < 0.01 and abs(f1 / f0 - 1) < 0.01, costs
