@@ -155,6 +155,10 @@ def _same_cells(path: Path) -> str:
     shared = [
         (levels["focal_levels=2"], _cells(path.parent / "embed_trials.csv")["overlapped_embed=false"]),
         (levels["focal_levels=3"], _cells(path.parent / "contexts_trials.csv")["contexts=sequential"]),
+        (
+            _cells(path.parent / "embed_matched_trials.csv")["config=plain"],
+            _cells(path.parent / "embed_trials.csv")["overlapped_embed=false"],
+        ),
     ]
     same = sum(a[s] == b[s] for a, b in shared for s in a.keys() & b.keys())
     return f"{same} of {sum(len(a.keys() & b.keys()) for a, b in shared)}"
@@ -185,6 +189,7 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "race.start_problems": _race,
     "ablation.contexts": _ablation("contexts=independent", "contexts=sequential"),
     "ablation.embed": _ablation("overlapped_embed=true", "overlapped_embed=false"),
+    "ablation.embed_matched": _ablation("config=overlapped-d30", "config=plain"),
     "ablation.levels_1": _ablation("focal_levels=1", "focal_levels=2"),
     "ablation.levels_4": _ablation("focal_levels=4", "focal_levels=2"),
     "ablation.depth": _ablation("config=deep-thin", "config=tiny"),
