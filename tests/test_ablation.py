@@ -6,6 +6,7 @@ import copy
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -342,22 +343,29 @@ def test_unknown_head_factor_is_refused():
     assert "unknown factor 'head.knd'" in str(e) and "head.kind" in str(e)
 
 
-def test_depth_ablation_cells_are_matched_in_params_with_their_head():
-    """ablation_depth.toml compares depth at equal size: with the spec's own head the two cells' whole
-    keypoint models differ by < 1% in parameters (a head change must come with a re-matched width)."""
-    from focalnet import build_model, count_params
+def _cell_models(spec_file: str) -> dict[str, Any]:
+    """Each ``config`` cell of a bundled ablation spec as its resolved ``ModelConfig`` (one seed's trials)."""
+    from focalnet import ModelConfig
     from search.spec.parse import load_spec
     from search.spec.space import resolve_config
 
-    spec = load_spec(STUDIES / "ablation_depth.toml")
+    spec = load_spec(STUDIES / spec_file)
     trials = ablation_trials(spec)
-    counts = {
-        t["cell"]["config"]: count_params(
-            build_model(resolve_config(spec, {}, overrides=t["overrides"])["model"])
+    return {
+        t["cell"]["config"]: ModelConfig.from_dict(
+            resolve_config(spec, {}, overrides=t["overrides"])["model"]
         )
         for t in trials
         if t["seed"] == trials[0]["seed"]
     }
+
+
+def test_depth_ablation_cells_are_matched_in_params_with_their_head():
+    """ablation_depth.toml compares depth at equal size: with the spec's own head the two cells' whole
+    keypoint models differ by < 1% in parameters (a head change must come with a re-matched width)."""
+    from focalnet import build_model, count_params
+
+    counts = {cell: count_params(build_model(m)) for cell, m in _cell_models("ablation_depth.toml").items()}
     assert set(counts) == {"tiny", "deep-thin"}
     assert abs(counts["deep-thin"] / counts["tiny"] - 1) < 0.01, counts
 
@@ -365,20 +373,10 @@ def test_depth_ablation_cells_are_matched_in_params_with_their_head():
 def test_backbone_ablation_cells_share_one_head_on_maps_of_one_size():
     """ablation_backbone.toml compares backbones, not heads: both cells are read by the same head kind
     from a map of the same side, so a head change in one cell alone cannot pass unnoticed."""
-    from focalnet import ModelConfig
-    from search.spec.parse import load_spec
-    from search.spec.space import resolve_config
-
-    spec = load_spec(STUDIES / "ablation_backbone.toml")
-    trials = [t for t in ablation_trials(spec) if t["seed"] == ablation_trials(spec)[0]["seed"]]
-    read = {}
-    for t in trials:
-        model = ModelConfig.from_dict(resolve_config(spec, {}, overrides=t["overrides"])["model"])
-        read[t["cell"]["config"]] = (
-            model.backbone,
-            model.head.kind,
-            model.stage_shapes[model.head.stage][-1],
-        )
+    read = {
+        cell: (m.backbone, m.head.kind, m.stage_shapes[m.head.stage][-1])
+        for cell, m in _cell_models("ablation_backbone.toml").items()
+    }
     assert set(read) == {"baseline", "focalnet-small"}
     assert read["baseline"][0] == "baseline" and read["focalnet-small"][0] == "focalnet"
     assert read["baseline"][1:] == read["focalnet-small"][1:] == ("simcc", 8), read
@@ -388,16 +386,13 @@ def test_matched_embed_ablation_cells_are_matched_in_params_and_flops():
     """ablation_embed_matched.toml compares plain and overlapped embedding at equal cost: with the spec's
     head the two cells' whole models differ by < 1% in parameters and in FLOPs."""
     from focalnet import build_model, count_flops, count_params
-    from search.spec.parse import load_spec
-    from search.spec.space import resolve_config
 
-    spec = load_spec(STUDIES / "ablation_embed_matched.toml")
-    trials = ablation_trials(spec)
-    costs = {}
-    for t in trials:
-        if t["seed"] == trials[0]["seed"]:
-            model = build_model(resolve_config(spec, {}, overrides=t["overrides"])["model"])
-            costs[t["cell"]["config"]] = (count_params(model), count_flops(model, 64))
+    costs = {
+        cell: (count_params(model), count_flops(model, 64))
+        for cell, model in (
+            (c, build_model(m)) for c, m in _cell_models("ablation_embed_matched.toml").items()
+        )
+    }
     assert set(costs) == {"plain", "overlapped-d30"}
     (p0, f0), (p1, f1) = costs["plain"], costs["overlapped-d30"]
     assert abs(p1 / p0 - 1) < 0.01 and abs(f1 / f0 - 1) < 0.01, costs

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
+from search.report.records import family
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -216,13 +218,9 @@ def _fronts(ax: Axes, inside: Sequence[Record], x_key: str, xy: Any) -> None:
 _FAMILY_STYLE = {"baseline": ("tab:green", "^"), "focalnet": ("tab:blue", "o")}
 
 
-def _family(record: Record) -> str:
-    return str(((record.get("config") or {}).get("model") or {}).get("backbone", "focalnet"))
-
-
 def _searched_families(inside: Sequence[Record]) -> list[str]:
     """The families with search trials in the region of interest, when there are two (else [])."""
-    searched = sorted({_family(r) for r in inside if r.get("role") == "search"})
+    searched = sorted({family(r) for r in inside if r.get("role") == "search"})
     return searched if len(searched) > 1 else []
 
 
@@ -233,9 +231,9 @@ def _family_fronts(ax: Axes, inside: Sequence[Record], x_key: str) -> None:
     "baseline family" would be the reference point alone, and its FocalNet front the front itself.
     Drawn above the pair's front, so a family front that coincides with it stays visible.
     """
-    families = sorted({_family(r) for r in inside}) if _searched_families(inside) else []
+    families = sorted({family(r) for r in inside}) if _searched_families(inside) else []
     for f in families:
-        stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if _family(r) == f])  # type: ignore[misc]
+        stair = _front_2d([(_val(r, x_key), _val(r, "accuracy")) for r in inside if family(r) == f])  # type: ignore[misc]
         xs, ys = zip(*stair, strict=True)
         color, marker = _FAMILY_STYLE.get(f, ("tab:gray", "o"))
         # markers on the corners: a one-member front is a point, which a line alone would not show
@@ -287,7 +285,7 @@ def _pareto_axes(
     if families:  # two families searched: which point is which family is the point of the picture
         for f in families:
             color, marker = _FAMILY_STYLE.get(f, ("tab:gray", "o"))
-            points([r for r in plain if _family(r) == f], f"{f} family trials", s=24, marker=marker,
+            points([r for r in plain if family(r) == f], f"{f} family trials", s=24, marker=marker,
                    color=color, alpha=0.6, zorder=2)  # fmt: skip
     else:
         points(plain, "trials", s=22, color="tab:blue", alpha=0.55, zorder=2)
