@@ -41,6 +41,19 @@ _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # automatic choice is tested on its own (tests/test_faults.py, choose_threads).
 os.environ.setdefault("FS_THREADS", "1")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in the pytest processes too, for the tests that train and export in-process.
+
+    With torch's default (a thread per core, OpenMP spinning while it waits) two xdist workers on two
+    cores burn each other's time: measured on the in-process model, export and training tests, 1 thread
+    took 83-89 CPU-s against 112-118 with the default (README, "Tests").
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
 # `make test` runs pytest-xdist workers with `--dist loadgroup`. Tests that share an expensive or stateful
 # module/session fixture run on one worker, in file order, so it is built once and the tests that build on
 # its state (the quick study grows from 4 to 6 trials, the shared MLflow store) see what a serial run sees.

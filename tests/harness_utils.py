@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from zygote import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,16 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(
     args: list[str], cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run `python -m search ARGS` in `cwd` (so mlruns/ lands there) and capture its output."""
+    """Run `python -m search ARGS` in `cwd` (so mlruns/ lands there) and capture its output.
+
+    The process is forked from a zygote that has imported torch and MLflow already (`tests/zygote.py`).
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_search(args, cwd, full_env, timeout)
 
 
 def toml_dumps(d: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from conftest import wait_for
 from harness_utils import ROOT, cli, quick_spec, write_spec
 from optuna.storages import RDBStorage, _CachedStorage
 from optuna.trial import TrialState
+from zygote import spawn
 
 from search.storage.faults import (
     ResilientStorage,
@@ -334,12 +335,7 @@ def test_workers_starting_together_never_duplicate(tmp_path: Path) -> None:
     n = 4
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACE, str(journal), str(tmp_path / f"ready-{i}"), str(tmp_path), str(n)],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        spawn([str(journal), str(tmp_path / f"ready-{i}"), str(tmp_path), str(n)], tmp_path, env, code=_RACE)
         for i in range(n)
     ]
     outs = [p.communicate(timeout=120)[0] for p in procs]

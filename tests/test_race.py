@@ -7,8 +7,6 @@ deploy/ scripts. The long, repeated version with MLflow server restarts is bench
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -17,6 +15,7 @@ from conftest import wait_for
 from harness_utils import ROOT
 from race_check import check_study, problems, race_spec, start_workers, wait_workers
 from servers import MlflowServer, free_port
+from zygote import spawn
 
 pytestmark = pytest.mark.slow
 
@@ -61,16 +60,7 @@ def _race(script: str, args: list[str], n: int, ready: Path, env: dict[str, str]
     """Run `script` in `n` processes that wait for each other at a barrier; return their outputs."""
     ready.mkdir()
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, *args, str(ready), str(n)],
-            env=full,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(n)
-    ]
+    procs = [spawn([*args, str(ready), str(n)], Path.cwd(), full, code=script) for _ in range(n)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * n, [err[-2000:] for _, err in outs]
     return [out.strip() for out, _ in outs]
