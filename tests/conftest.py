@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     With torch's default (a thread per core, OpenMP spinning while it waits) two xdist workers on two
     cores burn each other's time: measured on the in-process model, export and training tests, 1 thread
-    took 83-89 CPU-s against 112-118 with the default (README, "Tests").
+    took 91-97 CPU-s against 119-125 with the default (README, "Tests").
     """
     import torch
 
