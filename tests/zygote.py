@@ -1,17 +1,17 @@
-"""`python -m search ARGS` in a process forked from one that has already imported the heavy libraries.
+"""`python -m search ARGS` and `python -c CODE` in processes forked from one that has imported the heavy libraries.
 
-The end-to-end tests start about 70 such commands; each fresh interpreter pays ~3 CPU-s to import torch,
-MLflow, Optuna and their dependencies before doing a second of work, a fifth of the suite's CPU on a
-2-core machine (README, "Tests"). A zygote imports those third-party libraries once per pytest process
-and forks a child per command. The child is a separate process in every way a test can observe: its own
+The end-to-end tests start about 70 such commands and 30 racing processes; each fresh interpreter pays
+~3 CPU-s to import torch, MLflow, Optuna and their dependencies before doing a second of work, a fifth of
+the suite's CPU on a 2-core machine (README, "Tests"). A zygote imports those third-party libraries once
+per pytest process and forks a child per command. The child is a separate process in every way a test can observe: its own
 pid, working directory and environment, stdin from /dev/null, stdout and stderr captured to files, exit
 code and atexit handlers as a real exit. `search` itself is imported anew in each child, after its
 environment is set, because some of its modules read settings from the environment when they load.
 Commands whose environments differ in what a library reads when it loads (OpenMP, MKL, torch, MLflow
 variables) get zygotes of their own.
 
-Fork safety: the zygote is single-threaded and has run no torch operation (no OpenMP pool exists), which
-`serve` asserts before the first fork.
+Fork safety: the zygote is single-threaded (`serve` asserts it before the first fork) and has run no torch
+operation, so no OpenMP pool exists to be lost in a child.
 """
 
 from __future__ import annotations
