@@ -57,7 +57,7 @@ store.log_params_once(client, run_id, {f"p{i:02d}": str(i) for i in range(60)})
 
 
 def _race(script: str, args: list[str], n: int, ready: Path, env: dict[str, str]) -> list[str]:
-    """Run `script` in `n` processes that wait for each other at a barrier; return their outputs."""
+    """Run `script` in `n` processes (forked from the test zygote) that meet at a barrier; return their outputs."""
     ready.mkdir()
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     procs = [spawn([*args, str(ready), str(n)], Path.cwd(), full, code=script) for _ in range(n)]
