@@ -48,7 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     With torch's default (a thread per core, OpenMP spinning while it waits) two xdist workers on two
     cores burn each other's time: measured on the in-process model, export and training tests, 1 thread
     took 91-97 CPU-s against 119-125 with the default (README, "Tests").
+    The xdist controller runs no tests, so it does not import torch for this.
     """
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
     import torch
 
     torch.set_num_threads(1)
