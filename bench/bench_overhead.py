@@ -31,8 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # harness_utils imports its sibling `zygote` as pytest does
 
-from tests.harness_utils import toml_dumps  # noqa: E402  (the tests' TOML writer; no TOML writer is a dependency)
+from harness_utils import toml_dumps  # noqa: E402  (the tests' TOML writer; no TOML writer is a dependency)
 
 
 def _run(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:

@@ -16,6 +16,7 @@ from search.efficiency.costs import (
     constraint_values,
     measure_costs,
     measure_latency,
+    measure_latency_pair,
 )
 
 FAST = {"warmup": 1, "repeats": 3, "min_repeat_ms": 0.5}
@@ -146,3 +147,78 @@ def test_one_device_resolution_for_training_and_latency(monkeypatch: pytest.Monk
         measure_latency(build_model(TINY_FOCAL), img_size=32, device="cuda", **FAST)
     with pytest.raises(ValueError, match=r"^device: 'cuda' requested"):  # refused before the data is read
         train_module.train(TINY_FOCAL, {"steps": 2, "warmup_steps": 0, "device": "cuda"}, data=None)
+
+
+class _FakeMachine:
+    """A clock that a forward call advances by its model's cost times the machine's slowdown, which
+    triples after `slow_after` calls (as when the other core starts training)."""
+
+    def __init__(self, slow_after: int) -> None:
+        self.now, self.calls, self.slow_after = 0.0, 0, slow_after
+
+    def clock(self) -> float:
+        return self.now
+
+    def run(self, cost_s: float) -> None:
+        self.calls += 1
+        self.now += cost_s * (3.0 if self.calls > self.slow_after else 1.0)
+
+
+class _Costs(nn.Module):
+    def __init__(self, machine: _FakeMachine, cost_s: float) -> None:
+        super().__init__()
+        self.machine, self.cost_s = machine, cost_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.machine.run(self.cost_s)
+        return x
+
+
+@pytest.mark.parametrize("clock", ["wall", "thread"])
+def test_pair_ratio_holds_while_the_machine_slows(monkeypatch: pytest.MonkeyPatch, clock: str) -> None:
+    """A model 2x the reference's cost: timed in turns the ratio is 2 although the machine slows 3x
+    mid-measurement; the reference timed alone after the model reads the slowed machine instead."""
+    from search.efficiency import costs as costs_mod
+
+    machine = _FakeMachine(slow_after=24)
+    monkeypatch.setattr(
+        costs_mod, "time", SimpleNamespace(perf_counter=machine.clock, thread_time=machine.clock)
+    )
+    model, reference = _Costs(machine, 0.002), _Costs(machine, 0.001)
+    proto = {"img_size": 4, "threads": 1, "warmup": 1, "repeats": 20, "min_repeat_ms": 0.5, "clock": clock}
+    lat, ref, ratio = measure_latency_pair(model, reference, **proto)
+    assert ratio == pytest.approx(2.0)
+    assert lat.median_ms / ref.median_ms == pytest.approx(2.0)
+    assert (lat.p10_ms, lat.p90_ms) == pytest.approx((2.0, 6.0))  # both states were timed, in both models
+    assert (ref.p10_ms, ref.p90_ms) == pytest.approx((1.0, 3.0))
+
+    machine = _FakeMachine(slow_after=24)
+    monkeypatch.setattr(
+        costs_mod, "time", SimpleNamespace(perf_counter=machine.clock, thread_time=machine.clock)
+    )
+    model, reference = _Costs(machine, 0.002), _Costs(machine, 0.001)
+    alone = measure_latency(model, **proto).median_ms / measure_latency(reference, **proto).median_ms
+    assert alone == pytest.approx(2.0 / 3.0)
+
+
+def test_measure_costs_times_the_baseline_beside_the_model() -> None:
+    costs = measure_costs(TINY_FOCAL, latency_spec=FAST, baseline=baseline_cfg(32))
+    assert costs.baseline_latency_ms is not None and costs.baseline_latency_ms > 0
+    assert costs.latency_ratio is not None and costs.latency_ratio > 0
+    # The baseline's own measurement, not a number passed in: baseline_ms is ignored when it is timed.
+    assert (
+        measure_costs(
+            TINY_FOCAL, latency_spec=FAST, baseline_ms=1e9, baseline=baseline_cfg(32)
+        ).baseline_latency_ms
+        < 1e9
+    )
+
+
+def test_on_scale_puts_the_latency_on_the_reference_scale() -> None:
+    c = _costs(ms=2.0, ratio=4.0)  # timed at 2.0 ms beside a baseline timed at 0.5 ms
+    scaled = c.on_scale(0.4)  # the baseline read 0.4 ms at the study's start
+    assert scaled.latency.median_ms == pytest.approx(1.6) and scaled.latency_ratio == 4.0
+    assert scaled.latency.iqr_ms == pytest.approx(c.latency.iqr_ms * 0.8)
+    assert (scaled.params, scaled.flops, scaled.baseline_latency_ms) == (c.params, c.flops, 0.4)
+    with pytest.raises(ValueError, match="^on_scale"):
+        _costs(ratio=None).on_scale(0.4)

@@ -54,6 +54,14 @@ def test_trials_in_storage(quick_run: tuple[Path, str]) -> None:
     base = trials[0]
     assert base.user_attrs["role"] == "baseline" and base.state.name == "COMPLETE"
     assert base.user_attrs["latency_ratio"] == pytest.approx(1.0)
+    # One latency scale: the baseline's latency timed before the first trial; every trial's latency is
+    # its ratio to the baseline (timed in turns with it) times that, so the baseline reads it exactly.
+    reference = study.user_attrs["reference_latency_ms"]
+    assert base.user_attrs["latency_ms"] == reference
+    for t in trials:
+        attrs = t.user_attrs
+        assert attrs["baseline_latency_ms"] == reference
+        assert attrs["latency_ms"] == pytest.approx(attrs["latency_ratio"] * reference)
     for t in trials:
         cfg = t.user_attrs["config"]
         assert set(cfg) == {"model", "train", "data"}

@@ -254,7 +254,7 @@ def _live_study(spec, table: Table, monkeypatch: pytest.MonkeyPatch, n_trials: i
     def lookup(model: dict) -> dict:
         return by_model[json.dumps(model, sort_keys=True)]
 
-    def fake_costs(model, *, latency_spec=None, baseline_ms=None):
+    def fake_costs(model, *, latency_spec=None, baseline_ms=None, baseline=None):
         c = lookup(model)["costs"]
         lat = Latency(
             c["latency_ms"], c["latency_iqr_ms"], c["latency_ms"], c["latency_ms"], 0, 1, 1, "table"

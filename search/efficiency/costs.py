@@ -7,8 +7,9 @@ eval mode, ``torch.inference_mode``, a fixed seeded input, configurable device /
 recorded. Each repeat times enough back-to-back calls to last at least ``min_repeat_ms`` so timer
 resolution and scheduler jitter average out. Never call this while a training step runs in the
 same process: the two would share cores and the numbers would be meaningless. Because absolute
-times drift on shared machines, the baseline is timed the same way in the same process and the
-ratio is recorded next to the absolute value.
+times drift on shared machines, the baseline is timed the same way in the same process, interleaved
+with the model repeat by repeat (:func:`measure_latency_pair`), and the ratio is recorded next to the
+absolute value.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "LatencyProtocol",
     "Costs",
     "measure_latency",
+    "measure_latency_pair",
     "measure_costs",
     "constraint_values",
 ]
@@ -147,6 +149,22 @@ class Costs:
         out["latency_ratio"] = self.latency_ratio
         return out
 
+    def on_scale(self, reference_ms: float) -> Costs:
+        """These costs with the latency put on a reference scale: ``latency_ratio × reference_ms`` (its
+        spread scaled alike), and ``reference_ms`` as the baseline's latency. Absolute times taken beside
+        other work move by half; the ratio, timed in turns with the baseline, does not."""
+        if self.latency_ratio is None:
+            raise ValueError("on_scale: needs a latency_ratio (time the model with its baseline)")
+        f = self.latency_ratio * reference_ms / self.latency.median_ms
+        latency = replace(
+            self.latency,
+            median_ms=self.latency_ratio * reference_ms,
+            iqr_ms=self.latency.iqr_ms * f,
+            p10_ms=self.latency.p10_ms * f,
+            p90_ms=self.latency.p90_ms * f,
+        )
+        return replace(self, latency=latency, baseline_latency_ms=float(reference_ms))
+
 
 def _on_device(model: nn.Module, dev: torch.device) -> bool:
     tensors = [*model.parameters(), *model.buffers()]
@@ -193,6 +211,61 @@ def measure_latency(
     Returns:
         :class:`Latency` with per-call milliseconds.
     """
+    (latency,) = _measure(
+        [model],
+        img_size=img_size,
+        in_chans=in_chans,
+        device=device,
+        batch_size=batch_size,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        seed=seed,
+        min_repeat_ms=min_repeat_ms,
+        clock=clock,
+    )
+    return latency
+
+
+def measure_latency_pair(
+    model: nn.Module, reference: nn.Module, **protocol: Any
+) -> tuple[Latency, Latency, float]:
+    """Time ``model`` and ``reference`` in turns, repeat by repeat (A, B, A, B, ...), in this process.
+
+    Even a thread's CPU time moves with what else runs: in a 2-worker study one worker timed the baseline
+    at 0.74 ms, the other at 0.48 ms. Adjacent repeats share those conditions, so their ratio holds where
+    a reference timed earlier does not. Before each timed repeat a model runs as many untimed calls, since
+    the other model's calls left the caches cold (without them FocalNet-T read 45× the baseline in turns
+    and 54× alone).
+
+    Args:
+        model: the module to time.
+        reference: the module it is compared with (the baseline).
+        **protocol: :func:`measure_latency`'s keyword arguments.
+
+    Returns:
+        (model's :class:`Latency`, reference's :class:`Latency`, the ratio of their medians; the median of
+        per-repeat ratios would carry two repeats' noise each).
+    """
+    lat, ref = _measure([model, reference], **protocol)
+    return lat, ref, lat.median_ms / ref.median_ms
+
+
+def _measure(
+    models: list[nn.Module],
+    *,
+    img_size: int,
+    in_chans: int = 3,
+    device: str = "cpu",
+    batch_size: int = 1,
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 30,
+    seed: int = 0,
+    min_repeat_ms: float = 2.0,
+    clock: str = "wall",
+) -> list[Latency]:
+    """:func:`measure_latency` for one or more models, timed in turn each repeat: their :class:`Latency`."""
     if batch_size < 1 or repeats < 1 or warmup < 0 or threads < 0:
         raise ValueError(
             f"latency: need batch_size >= 1, repeats >= 1, warmup >= 0, threads >= 0; got "
@@ -207,8 +280,7 @@ def measure_latency(
         )
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    if not _on_device(model, dev):
-        model = copy.deepcopy(model).to(dev)
+    models = [m if _on_device(m, dev) else copy.deepcopy(m).to(dev) for m in models]
     is_cuda = dev.type == "cuda"
 
     def sync() -> None:
@@ -219,36 +291,43 @@ def measure_latency(
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand((batch_size, in_chans, img_size, img_size), generator=gen).to(dev)
 
-    was_training = model.training
+    was_training = [m.training for m in models]
     prev_threads = torch.get_num_threads()
-    model.eval()
+    for m in models:
+        m.eval()
     try:
         if threads > 0:
             torch.set_num_threads(threads)
-        times, inner = _repeat_times(
-            model, x, sync=sync, timer=timer, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms
+        times, inners = _repeat_times(
+            models, x, sync=sync, timer=timer, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms
         )
     finally:
         torch.set_num_threads(prev_threads)
-        model.train(was_training)
+        for m, mode in zip(models, was_training, strict=True):
+            m.train(mode)
 
-    p10, p25, p50, p75, p90 = np.percentile(times, [10, 25, 50, 75, 90])
-    return Latency(
-        median_ms=float(p50),
-        iqr_ms=float(p75 - p25),
-        p10_ms=float(p10),
-        p90_ms=float(p90),
-        repeats=int(repeats),
-        batch_size=int(batch_size),
-        threads=int(threads),
-        device=str(dev),
-        inner=int(inner),
-        clock=clock,
-    )
+    latencies = []
+    for row, inner in zip(times, inners, strict=True):
+        p10, p25, p50, p75, p90 = np.percentile(row, [10, 25, 50, 75, 90])
+        latencies.append(
+            Latency(
+                median_ms=float(p50),
+                iqr_ms=float(p75 - p25),
+                p10_ms=float(p10),
+                p90_ms=float(p90),
+                repeats=int(repeats),
+                batch_size=int(batch_size),
+                threads=int(threads),
+                device=str(dev),
+                inner=int(inner),
+                clock=clock,
+            )
+        )
+    return latencies
 
 
 def _repeat_times(
-    model: nn.Module,
+    models: list[nn.Module],
     x: torch.Tensor,
     *,
     sync: Callable[[], None],
@@ -256,38 +335,44 @@ def _repeat_times(
     warmup: int,
     repeats: int,
     min_repeat_ms: float,
-) -> tuple[np.ndarray, int]:
-    """Milliseconds per call of each timed repeat, and the calls per repeat (see :func:`measure_latency`).
+) -> tuple[np.ndarray, list[int]]:
+    """Milliseconds per call of each model's timed repeats (the models take turns each repeat), and each
+    model's calls per repeat (see :func:`measure_latency`).
 
     Python's GC is paused while timing, so a collection cannot land in one repeat.
     """
     with torch.inference_mode():
-        for _ in range(warmup):
+        inners = []
+        for model in models:
+            for _ in range(warmup):
+                model(x)
+            sync()
+            # Calibrate: how many calls make one repeat last >= min_repeat_ms.
+            t0 = timer()
             model(x)
-        sync()
-        # Calibrate: how many calls make one repeat last >= min_repeat_ms.
-        t0 = timer()
-        model(x)
-        sync()
-        one_ms = (timer() - t0) * 1e3
-        inner = max(1, math.ceil(min_repeat_ms / max(one_ms, 1e-6)))
+            sync()
+            one_ms = (timer() - t0) * 1e3
+            inners.append(max(1, math.ceil(min_repeat_ms / max(one_ms, 1e-6))))
         # Paused, not collected first (as `timeit` does): a full collection in a process holding torch,
         # MLflow and Optuna walks millions of objects (~0.3 s, longer than timing a small model).
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            times = np.empty(repeats, dtype=float)
+            times = np.empty((len(models), repeats), dtype=float)
             for r in range(repeats):
-                sync()
-                t0 = timer()
-                for _ in range(inner):
-                    model(x)
-                sync()
-                times[r] = (timer() - t0) * 1e3 / inner
+                for i, (model, inner) in enumerate(zip(models, inners, strict=True)):
+                    for _ in range(inner if len(models) > 1 else 0):
+                        model(x)  # untimed: the other model's calls left the caches cold for this one
+                    sync()
+                    t0 = timer()
+                    for _ in range(inner):
+                        model(x)
+                    sync()
+                    times[i, r] = (timer() - t0) * 1e3 / inner
         finally:
             if gc_was_enabled:
                 gc.enable()
-    return times, inner
+    return times, inners
 
 
 def measure_costs(
@@ -295,6 +380,7 @@ def measure_costs(
     *,
     latency_spec: LatencyProtocol | Mapping[str, Any] | Any | None = None,
     baseline_ms: float | None = None,
+    baseline: ModelConfig | Mapping[str, Any] | None = None,
 ) -> Costs:
     """Build the model (``torch.manual_seed(0)``) and measure params, FLOPs and latency.
 
@@ -302,37 +388,40 @@ def measure_costs(
         model_config: :class:`focalnet.ModelConfig` or its nested dict form.
         latency_spec: :class:`LatencyProtocol`, a mapping, or an object with the same attributes
             (``search.spec.parse.LatencySpec``); None = defaults.
-        baseline_ms: the baseline's median latency timed in this process with the same protocol;
-            when given, ``latency_ratio`` is filled.
+        baseline_ms: the baseline's median latency timed earlier in this process with the same
+            protocol; when given, ``latency_ratio`` is filled.
+        baseline: the baseline's model config, timed now, interleaved with the model
+            (:func:`measure_latency_pair`): ``baseline_latency_ms`` is its median in this measurement
+            and ``latency_ratio`` the ratio of the two medians. Takes precedence over ``baseline_ms``.
 
     Returns:
         :class:`Costs`.
     """
-    cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(dict(model_config))
+    cfg = _model_config(model_config)
     proto = LatencyProtocol.coerce(latency_spec)
-    # Fixed seed: the weights do not change the costs, but a fixed build keeps runs byte-identical.
-    # fork_rng so measuring costs does not perturb the caller's (training) RNG stream.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model(cfg)
+    model = _build(cfg)
     params = count_params(model)
     flops = count_flops(model, cfg.img_size, cfg.in_chans)
-    latency = measure_latency(
-        model,
-        img_size=cfg.img_size,
-        in_chans=cfg.in_chans,
-        device=proto.device,
-        batch_size=proto.batch_size,
-        threads=proto.threads,
-        warmup=proto.warmup,
-        repeats=proto.repeats,
-        seed=proto.seed,
-        min_repeat_ms=proto.min_repeat_ms,
-        clock=proto.clock,
-    )
+    protocol = {
+        "img_size": cfg.img_size,
+        "in_chans": cfg.in_chans,
+        "device": proto.device,
+        "batch_size": proto.batch_size,
+        "threads": proto.threads,
+        "warmup": proto.warmup,
+        "repeats": proto.repeats,
+        "seed": proto.seed,
+        "min_repeat_ms": proto.min_repeat_ms,
+        "clock": proto.clock,
+    }
     ratio = None
-    if baseline_ms is not None and baseline_ms > 0:
-        ratio = latency.median_ms / float(baseline_ms)
+    if baseline is not None:
+        latency, reference, ratio = measure_latency_pair(model, _build(_model_config(baseline)), **protocol)
+        baseline_ms = reference.median_ms
+    else:
+        latency = measure_latency(model, **protocol)
+        if baseline_ms is not None and baseline_ms > 0:
+            ratio = latency.median_ms / float(baseline_ms)
     return Costs(
         params=int(params),
         flops=int(flops),
@@ -340,6 +429,18 @@ def measure_costs(
         baseline_latency_ms=None if baseline_ms is None else float(baseline_ms),
         latency_ratio=ratio,
     )
+
+
+def _model_config(config: ModelConfig | Mapping[str, Any]) -> ModelConfig:
+    return config if isinstance(config, ModelConfig) else ModelConfig.from_dict(dict(config))
+
+
+def _build(cfg: ModelConfig) -> nn.Module:
+    # Fixed seed: the weights do not change the costs, but a fixed build keeps runs byte-identical.
+    # fork_rng so measuring costs does not perturb the caller's (training) RNG stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_model(cfg)
 
 
 def constraint_values(costs: Costs, constraints: Mapping[str, Any] | Any | None) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """One trial, as one straight line: spec → config → costs → (skip if over budget) → train → log.
 
-The objective is a class so a worker builds the expensive, shared things once (dataset, baseline latency,
+The objective is a class so a worker builds the expensive, shared things once (dataset, constant predictor,
 MLflow client) and every trial reuses them.
 """
 
@@ -26,7 +26,15 @@ from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
 from search.tracking.runs import StudyTracker, flatten_config, run_name
 
-__all__ = ["ALWAYS_TRAIN", "Objective", "objective_values", "record_costs", "METRIC_KEYS"]
+__all__ = [
+    "ALWAYS_TRAIN",
+    "METRIC_KEYS",
+    "Objective",
+    "REFERENCE_LATENCY_ATTR",
+    "objective_values",
+    "record_costs",
+    "reference_latency_ms",
+]
 
 METRIC_KEYS = ("pck_0.05", "pck_0.1", "pck_0.2", "mpe_px", "nme")
 #: Roles that are never skipped over budget nor stopped early: reference points, ablation cells, seed checks.
@@ -79,6 +87,27 @@ def record_costs(
     return cost_attrs, violations, feasible
 
 
+#: Study user attr: the baseline's batch-1 latency, timed once before the first trial; every trial's latency
+#: is its ratio to the baseline times this.
+REFERENCE_LATENCY_ATTR = "reference_latency_ms"
+
+
+def _baseline_model(spec: Any, num_keypoints: int) -> dict[str, Any]:
+    model = resolve_config(spec, {}, overrides={"model": copy.deepcopy(BASELINE_OVERRIDES)})["model"]
+    return model | {"num_keypoints": num_keypoints}
+
+
+def reference_latency_ms(study: optuna.Study, spec: Any, num_keypoints: int) -> float:
+    """The study's latency scale: the baseline's latency stored on the study, timed by the first process
+    that needs it (`run` does so before it starts any worker, so no training runs beside it)."""
+    ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
+    if ref is None:
+        costs = measure_costs(_baseline_model(spec, num_keypoints), latency_spec=spec.latency)
+        ref = costs.latency.median_ms
+        study.set_user_attr(REFERENCE_LATENCY_ATTR, ref)
+    return float(ref)
+
+
 @dataclass
 class Objective:
     """Callable objective shared by all trials of one worker.
@@ -96,8 +125,6 @@ class Objective:
     tracker: StudyTracker | None
     threads: int
     progress: bool = True
-    _baseline_ms: float | None = None
-    _baseline_costs: Any = None
     _constant: dict[str, Any] | None = None
 
     def constant(self) -> dict[str, Any]:
@@ -105,17 +132,6 @@ class Objective:
         if self._constant is None:
             self._constant = constant_metrics(self.data)
         return self._constant
-
-    def baseline_latency_ms(self) -> float:
-        """Time the baseline with the same protocol in this process: ratios survive machine drift."""
-        if self._baseline_ms is None:
-            cfg = resolve_config(self.spec, {}, overrides={"model": copy.deepcopy(BASELINE_OVERRIDES)})
-            costs = measure_costs(cfg["model"], latency_spec=self.spec.latency, baseline_ms=None)
-            self._baseline_ms = costs.latency.median_ms
-            self._baseline_costs = dataclasses.replace(
-                costs, baseline_latency_ms=self._baseline_ms, latency_ratio=1.0
-            )
-        return self._baseline_ms
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         spec = self.spec
@@ -231,15 +247,21 @@ class Objective:
     def _costs(
         self, trial: optuna.Trial, config: dict[str, Any], role: str
     ) -> tuple[dict[str, Any], dict[str, float], bool]:
-        """Measure and record the trial's costs: (cost attrs, constraint violations, feasible)."""
-        baseline_ms = self.baseline_latency_ms()
-        if role == "baseline" and self._baseline_costs is not None:
-            costs = (
-                self._baseline_costs
-            )  # the same measurement the ratios use: the baseline's ratio is exactly 1
+        """Measure and record the trial's costs: (cost attrs, constraint violations, feasible).
+
+        The latency is put on the study's scale (:func:`reference_latency_ms`): its ratio to the baseline,
+        timed in turns with it repeat by repeat, times the baseline's latency timed at the study's start.
+        In a 2-worker study absolute times moved by up to half; re-timed ratios spread by 1-3% (README,
+        "The main study")."""
+        reference_ms = reference_latency_ms(trial.study, self.spec, self.data.num_keypoints)
+        if role == "baseline":
+            costs = measure_costs(config["model"], latency_spec=self.spec.latency)
+            costs = dataclasses.replace(costs, latency_ratio=1.0)
         else:
-            costs = measure_costs(config["model"], latency_spec=self.spec.latency, baseline_ms=baseline_ms)
-        return record_costs(trial, self.spec, costs, baseline_ms)
+            baseline = _baseline_model(self.spec, config["model"]["num_keypoints"])
+            costs = measure_costs(config["model"], latency_spec=self.spec.latency, baseline=baseline)
+        costs = costs.on_scale(reference_ms)
+        return record_costs(trial, self.spec, costs, reference_ms)
 
     def _run(
         self,

@@ -23,6 +23,7 @@ from search.report.records import study_records
 from search.report.seed_check import SEED_CHECKED_ATTR, VERIFY_ROLE, missing_verify_trials
 from search.report.text import seed_check_expected_s
 from search.study.lifecycle import ParentRun, enqueue_fixed
+from search.study.objective import reference_latency_ms
 from search.study.setup import fixed_attrs, open_study, spec_data
 from search.study.threads import choose_threads
 from search.study.workers import make_tracker, parent_params, parent_tags, run_worker
@@ -67,6 +68,7 @@ def run_study(
     study = open_study(
         spec, storage_url, create=True, allow_changed_spec=allow_changed_spec, data_hash=data.data_hash
     )
+    reference_latency_ms(study, spec, data.num_keypoints)  # before any worker trains beside it
     threads, why = choose_threads(jobs=jobs, requested=threads or int(spec.train.get("threads") or 0))
     print(f"threads: {threads} per worker x {jobs} worker{'s' if jobs > 1 else ''} ({why})", flush=True)
     t0 = time.time()
