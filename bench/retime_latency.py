@@ -11,7 +11,6 @@ median latency, the baseline's, and the ratio's median and range.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ def main() -> int:
 
     from search.efficiency.costs import measure_costs
     from search.spec.parse import load_spec
-    from search.spec.space import BASELINE_OVERRIDES, resolve_config
+    from search.study.objective import baseline_model_config
 
     spec = load_spec(args.spec)
     storage = JournalStorage(JournalFileBackend(args.journal))
@@ -50,8 +49,7 @@ def main() -> int:
     )
     for t in trials:
         model = t.user_attrs["config"]["model"]
-        baseline = resolve_config(spec, {}, overrides={"model": copy.deepcopy(BASELINE_OVERRIDES)})["model"]
-        baseline["num_keypoints"] = model["num_keypoints"]
+        baseline = baseline_model_config(spec, model["num_keypoints"])
         runs = [measure_costs(model, latency_spec=spec.latency, baseline=baseline) for _ in range(args.runs)]
         ratios = [c.latency_ratio for c in runs]
         ua = t.user_attrs

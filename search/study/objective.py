@@ -31,6 +31,7 @@ __all__ = [
     "METRIC_KEYS",
     "Objective",
     "REFERENCE_LATENCY_ATTR",
+    "baseline_model_config",
     "objective_values",
     "record_costs",
     "reference_latency_ms",
@@ -92,7 +93,8 @@ def record_costs(
 REFERENCE_LATENCY_ATTR = "reference_latency_ms"
 
 
-def _baseline_model(spec: Any, num_keypoints: int) -> dict[str, Any]:
+def baseline_model_config(spec: Any, num_keypoints: int) -> dict[str, Any]:
+    """The team's extractor as the spec builds it (the baseline trials' model), for ``num_keypoints`` joints."""
     model = resolve_config(spec, {}, overrides={"model": copy.deepcopy(BASELINE_OVERRIDES)})["model"]
     return model | {"num_keypoints": num_keypoints}
 
@@ -102,7 +104,7 @@ def reference_latency_ms(study: optuna.Study, spec: Any, num_keypoints: int) -> 
     that needs it (`run` does so before it starts any worker, so no training runs beside it)."""
     ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
     if ref is None:
-        costs = measure_costs(_baseline_model(spec, num_keypoints), latency_spec=spec.latency)
+        costs = measure_costs(baseline_model_config(spec, num_keypoints), latency_spec=spec.latency)
         ref = costs.latency.median_ms
         study.set_user_attr(REFERENCE_LATENCY_ATTR, ref)
     return float(ref)
@@ -258,7 +260,7 @@ class Objective:
             costs = measure_costs(config["model"], latency_spec=self.spec.latency)
             costs = dataclasses.replace(costs, latency_ratio=1.0)
         else:
-            baseline = _baseline_model(self.spec, config["model"]["num_keypoints"])
+            baseline = baseline_model_config(self.spec, config["model"]["num_keypoints"])
             costs = measure_costs(config["model"], latency_spec=self.spec.latency, baseline=baseline)
         costs = costs.on_scale(reference_ms)
         return record_costs(trial, self.spec, costs, reference_ms)
