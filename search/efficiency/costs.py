@@ -211,10 +211,7 @@ def measure_latency(
     Returns:
         :class:`Latency` with per-call milliseconds.
     """
-    (latency,) = _measure(
-        [model],
-        img_size=img_size,
-        in_chans=in_chans,
+    proto = LatencyProtocol(
         device=device,
         batch_size=batch_size,
         threads=threads,
@@ -224,11 +221,12 @@ def measure_latency(
         min_repeat_ms=min_repeat_ms,
         clock=clock,
     )
+    (latency,) = _measure([model], img_size=img_size, in_chans=in_chans, proto=proto)
     return latency
 
 
 def measure_latency_pair(
-    model: nn.Module, reference: nn.Module, **protocol: Any
+    model: nn.Module, reference: nn.Module, *, img_size: int, in_chans: int = 3, **protocol: Any
 ) -> tuple[Latency, Latency, float]:
     """Time ``model`` and ``reference`` in turns, repeat by repeat (A, B, A, B, ...), in this process.
 
@@ -241,42 +239,34 @@ def measure_latency_pair(
     Args:
         model: the module to time.
         reference: the module it is compared with (the baseline).
-        **protocol: :func:`measure_latency`'s keyword arguments.
+        img_size: input side length.
+        in_chans: input channels.
+        **protocol: the rest of :func:`measure_latency`'s keyword arguments (:class:`LatencyProtocol`).
 
     Returns:
         (model's :class:`Latency`, reference's :class:`Latency`, the ratio of their medians; the median of
         per-repeat ratios would carry two repeats' noise each).
     """
-    lat, ref = _measure([model, reference], **protocol)
+    proto = LatencyProtocol.coerce(protocol)
+    lat, ref = _measure([model, reference], img_size=img_size, in_chans=in_chans, proto=proto)
     return lat, ref, lat.median_ms / ref.median_ms
 
 
 def _measure(
-    models: list[nn.Module],
-    *,
-    img_size: int,
-    in_chans: int = 3,
-    device: str = "cpu",
-    batch_size: int = 1,
-    threads: int = 1,
-    warmup: int = 10,
-    repeats: int = 30,
-    seed: int = 0,
-    min_repeat_ms: float = 2.0,
-    clock: str = "wall",
+    models: list[nn.Module], *, img_size: int, in_chans: int, proto: LatencyProtocol
 ) -> list[Latency]:
     """:func:`measure_latency` for one or more models, timed in turn each repeat: their :class:`Latency`."""
-    if batch_size < 1 or repeats < 1 or warmup < 0 or threads < 0:
+    if proto.batch_size < 1 or proto.repeats < 1 or proto.warmup < 0 or proto.threads < 0:
         raise ValueError(
             f"latency: need batch_size >= 1, repeats >= 1, warmup >= 0, threads >= 0; got "
-            f"batch_size={batch_size}, repeats={repeats}, warmup={warmup}, threads={threads}"
+            f"batch_size={proto.batch_size}, repeats={proto.repeats}, warmup={proto.warmup}, threads={proto.threads}"
         )
-    if clock not in ("wall", "thread"):
-        raise ValueError(f"clock: must be 'wall' or 'thread', got {clock!r}")
-    dev = resolve_device(device)
-    if clock == "thread" and (dev.type != "cpu" or threads != 1):
+    if proto.clock not in ("wall", "thread"):
+        raise ValueError(f"clock: must be 'wall' or 'thread', got {proto.clock!r}")
+    dev = resolve_device(proto.device)
+    if proto.clock == "thread" and (dev.type != "cpu" or proto.threads != 1):
         raise ValueError(
-            f"clock: 'thread' needs device cpu and threads=1, got device={dev}, threads={threads}"
+            f"clock: 'thread' needs device cpu and threads=1, got device={dev}, threads={proto.threads}"
         )
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -287,19 +277,25 @@ def _measure(
         if is_cuda:
             torch.cuda.synchronize(dev)
 
-    timer = time.perf_counter if clock == "wall" else time.thread_time
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand((batch_size, in_chans, img_size, img_size), generator=gen).to(dev)
+    timer = time.perf_counter if proto.clock == "wall" else time.thread_time
+    gen = torch.Generator().manual_seed(proto.seed)
+    x = torch.rand((proto.batch_size, in_chans, img_size, img_size), generator=gen).to(dev)
 
     was_training = [m.training for m in models]
     prev_threads = torch.get_num_threads()
     for m in models:
         m.eval()
     try:
-        if threads > 0:
-            torch.set_num_threads(threads)
+        if proto.threads > 0:
+            torch.set_num_threads(proto.threads)
         times, inners = _repeat_times(
-            models, x, sync=sync, timer=timer, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms
+            models,
+            x,
+            sync=sync,
+            timer=timer,
+            warmup=proto.warmup,
+            repeats=proto.repeats,
+            min_repeat_ms=proto.min_repeat_ms,
         )
     finally:
         torch.set_num_threads(prev_threads)
@@ -315,12 +311,12 @@ def _measure(
                 iqr_ms=float(p75 - p25),
                 p10_ms=float(p10),
                 p90_ms=float(p90),
-                repeats=int(repeats),
-                batch_size=int(batch_size),
-                threads=int(threads),
+                repeats=int(proto.repeats),
+                batch_size=int(proto.batch_size),
+                threads=int(proto.threads),
                 device=str(dev),
                 inner=int(inner),
-                clock=clock,
+                clock=proto.clock,
             )
         )
     return latencies
@@ -402,24 +398,14 @@ def measure_costs(
     model = _build(cfg)
     params = count_params(model)
     flops = count_flops(model, cfg.img_size, cfg.in_chans)
-    protocol = {
-        "img_size": cfg.img_size,
-        "in_chans": cfg.in_chans,
-        "device": proto.device,
-        "batch_size": proto.batch_size,
-        "threads": proto.threads,
-        "warmup": proto.warmup,
-        "repeats": proto.repeats,
-        "seed": proto.seed,
-        "min_repeat_ms": proto.min_repeat_ms,
-        "clock": proto.clock,
-    }
+    shape = {"img_size": cfg.img_size, "in_chans": cfg.in_chans}
     ratio = None
     if baseline is not None:
-        latency, reference, ratio = measure_latency_pair(model, _build(_model_config(baseline)), **protocol)
+        reference_model = _build(_model_config(baseline))
+        latency, reference, ratio = measure_latency_pair(model, reference_model, **shape, **asdict(proto))
         baseline_ms = reference.median_ms
     else:
-        latency = measure_latency(model, **protocol)
+        (latency,) = _measure([model], **shape, proto=proto)
         if baseline_ms is not None and baseline_ms > 0:
             ratio = latency.median_ms / float(baseline_ms)
     return Costs(
