@@ -177,6 +177,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         stoppings=stoppings,
         warm=warm,
         clock=args.clock,
+        draws=args.draws,
     )
     print("\n".join(lines))
     print(
@@ -505,6 +506,13 @@ def _add_simulate_command(sub: Any) -> None:
         choices=("wall", "cpu"),
         default="wall",
         help="wall: recorded seconds; cpu: scaled by each row's CPU share (tables recorded on a busy machine)",
+    )
+    q.add_argument(
+        "--draws",
+        choices=("table", "nearest"),
+        default="table",
+        help="random search: table = a uniformly drawn table row (exact for a uniformly sampled table), "
+        "nearest = the row nearest to the sampler's point (what TPE and NSGA-II always get)",
     )
     q.set_defaults(func=cmd_simulate)
 

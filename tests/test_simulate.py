@@ -169,7 +169,10 @@ def test_held_out_table_answers_its_spec_with_the_warm_start_rows() -> None:
         default.sampler,
     )
     assert Path(spec.warm_start_path()).resolve() == Path(default.warm_start_path()).resolve()
-    for _, params in warm_start_rows(spec):
+    # the default table was recorded on the default task's data, so a held-out study enqueues no portfolio;
+    # the rows that portfolio would train are in the table (role "warm"), for the README's comparison
+    assert warm_start_rows(spec) == [] and warm_start_rows(default)
+    for _, params in warm_start_rows(default):
         assert table.fixed(resolve_config(spec, params)) is not None
 
 
@@ -310,6 +313,39 @@ def test_simulated_study_records_what_the_live_path_records(
         assert live_rungs == rec["rungs"]
         if t.state == TrialState.COMPLETE and t.user_attrs["feasible"]:
             assert tuple(rec["values"]) == pytest.approx(tuple(t.values))
+
+
+def test_random_search_draws_each_table_row_equally_often(table: Table) -> None:
+    """A wider space than the table: widths 24 and 32 were never recorded. Nearest-row mapping hands those
+    draws to the earlier (width-8) rows, so they replay 3/4 of the time; uniform table draws give every
+    row the same share, as random search over a uniformly sampled table does."""
+    spec = tiny_spec(enabled=False)
+    space = {**spec.raw["space"], "arch.embed_dim": {"choices": [8, 16, 24, 32]}}
+    wide = parse_spec(dict(spec.raw, space=space), source="wide")
+    width = {r["index"]: r["params"].get("arch.embed_dim") for r in table.rows}
+
+    def replayed(draws: str) -> list[int]:
+        kw = {"sampler": "random", "stopping": "none", "workers": 1, "n_trials": 9, "draws": draws}
+        return [
+            r["row"]
+            for k in range(30)
+            for r in simulate_study(wide, table, seed=k, **kw)
+            if r["role"] == "search"
+        ]
+
+    uniform, nearest = replayed("table"), replayed("nearest")
+    assert len(uniform) == len(nearest) == 30 * 8
+    counts = np.bincount(uniform, minlength=9)[1:]
+    assert counts.min() >= 15 and counts.max() <= 45  # 30 expected per row
+    assert abs(np.mean([width[i] == 8 for i in uniform]) - 0.5) < 0.08
+    assert np.mean([width[i] == 8 for i in nearest]) > 0.65
+    # a model-based sampler always gets the nearest row, whatever `draws` says
+    kw = {"sampler": "tpe", "stopping": "none", "workers": 1, "n_trials": 9, "seed": 0}
+    assert simulate_study(wide, table, draws="table", **kw) == simulate_study(
+        wide, table, draws="nearest", **kw
+    )
+    with pytest.raises(TableError, match="--draws: must be one of table, nearest"):
+        simulate_study(wide, table, draws="voronoi", **kw)
 
 
 def test_no_trial_starts_after_the_timeout(table: Table) -> None:

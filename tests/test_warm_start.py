@@ -11,7 +11,7 @@ import pytest
 
 from search.efficiency.pareto import pareto_mask
 from search.efficiency.table import Table, TableError, read_table
-from search.study.warm_start import WARM_ATTR, enqueue_warm_start, portfolio
+from search.study.warm_start import WARM_ATTR, enqueue_warm_start, other_data, portfolio, warm_start_rows
 from tests.test_simulate import DATA, synthetic_table, tiny_spec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -78,6 +78,31 @@ def test_resumed_study_in_storage_is_not_warm_started_twice(setup, tmp_path: Pat
     n = len(first.get_trials())
     again = open_study(spec, url, create=True)
     assert len(again.get_trials()) == n and n == 1 + len(portfolio(spec, read_table(spec.warm_start)))
+
+
+def test_table_recorded_on_other_data_enqueues_nothing_and_says_why(setup, capsys) -> None:
+    from search.spec.parse import parse_spec
+
+    spec, table = setup
+    # the same space on another task: the portfolio would be a bet on the table's task, so none is queued
+    raw = dict(spec.raw, data={**spec.raw["data"], "seed": spec.raw["data"].get("seed", 0) + 1})
+    other = dataclasses.replace(parse_spec(raw, source="o"), warm_start=str(table.path))
+    assert portfolio(other, table)  # the space matches: only the data differs
+    assert "recorded on other data" in (other_data(other, table) or "")
+    assert warm_start_rows(other) == []
+    study = optuna.create_study(directions=spec.objectives.directions)
+    assert enqueue_warm_start(study, other) == [] and study.get_trials() == []
+    assert "recorded on other data" in study.user_attrs[WARM_ATTR]["skipped"]
+    assert study.user_attrs[WARM_ATTR]["rows"] == []
+    # the same [data] but a dataset that hashes differently (a data file changed since the recording)
+    hashed = read_table(table.path)
+    hashed.header["data_hash"] = "a" * 64
+    assert other_data(spec, hashed) is None and other_data(spec, hashed, "a" * 64) is None
+    assert "hashing to aaaaaaaaaaaa, this study's is bbbbbbbbbbbb" in other_data(spec, hashed, "b" * 64)
+    # the same data: the portfolio, and no "skipped"
+    assert other_data(spec, table) is None and warm_start_rows(spec) == portfolio(spec, table)
+    study = optuna.create_study(directions=spec.objectives.directions)
+    assert enqueue_warm_start(study, spec) and "skipped" not in study.user_attrs[WARM_ATTR]
 
 
 def test_table_of_another_space_is_refused(setup) -> None:

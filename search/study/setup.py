@@ -26,7 +26,7 @@ from search.storage.connect import (
 from search.storage.faults import fail_stale_trials
 from search.study.lifecycle import requeue_fixed_trials
 from search.study.samplers import make_sampler
-from search.study.warm_start import enqueue_warm_start
+from search.study.warm_start import WARM_ATTR, enqueue_warm_start
 from search.task.data import load_data_config
 from search.tracking.params import redact_url
 
@@ -123,12 +123,14 @@ def open_study(
         fail_stale_trials(study)
         fixed = ablation_trials(spec) if spec.ablation is not None else fixed_trials(spec)
         requeue_fixed_trials(study, [fixed_attrs(f) for f in fixed])
-        if spec.ablation is None and (rows := enqueue_warm_start(study, spec)):
+        if spec.ablation is None and (rows := enqueue_warm_start(study, spec, data_hash=data_hash)):
             print(
                 f"warm start: {len(rows)} trials from {spec.warm_start} (rows {', '.join(map(str, rows))}), "
                 "queued after the fixed trials; their runs carry the tag fs.warm_start",
                 flush=True,
             )
+        elif skipped := (study.user_attrs.get(WARM_ATTR) or {}).get("skipped"):
+            print(f"warm start: none: {skipped}; the sampler starts at once", flush=True)
     return study
 
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every simulated figure in the README, regenerated from the committed tables (a few minutes on one core):
+#   bash bench/simulate_all.sh [SEEDS]     (default 100 simulated studies per arm)
+# docs/simulate (the default table, the shipped space), docs/simulate-heldout (the held-out table),
+# docs/simulate-wide (the default table's wide space) and docs/budget (timeout_min swept on all three).
+set -eu
+cd "$(dirname "$0")/.."
+seeds=${1:-100}
+sim() { .venv/bin/python -m search simulate "$@" --seeds "$seeds" --clock cpu; }
+stamp() { echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+run() {  # OUT_DIR SPEC TABLE ARGS...: one simulate.txt with its date, load and command
+  local out=$1 spec=$2 table=$3; shift 3
+  mkdir -p "$out"
+  { stamp; echo "# python -m search simulate $spec --table $table --seeds $seeds --clock cpu $* --out $out"
+    sim "$spec" --table "$table" "$@" --out "$out" | grep -v '^simulated \|^wrote '; } >"$out/simulate.txt"
+  cat "$out/simulate.txt"
+}
+H="bench/tables/heldout_spec.toml bench/tables/heldout.jsonl.gz"
+D="studies/default.toml bench/tables/default.jsonl.gz"
+W="bench/tables/default_spec.toml bench/tables/default.jsonl.gz"
+run docs/simulate $D --samplers random,tpe --stopping none,cost-asha
+run docs/simulate-heldout $H --samplers random,tpe --stopping none,cost-asha
+run docs/simulate-wide $W --samplers random,tpe --stopping none,cost-asha
+{
+  stamp
+  echo "# the shipped study's budget (timeout_min) swept; n_trials 400 so that the time binds; $seeds simulated"
+  echo "# studies per arm; 2 workers x 1 thread, CPU clock; random search draws table rows uniformly"
+  for name in heldout default-narrow default-wide; do
+    case $name in
+      heldout) set -- $H; warm=both ;;
+      default-narrow) set -- $D; warm=both ;;
+      default-wide) set -- $W; warm=off ;;  # its warm start would come from this same table
+    esac
+    for min in 30 60 90 120 180; do
+      echo "## $name, $min min: python -m search simulate $1 --table $2 --seeds $seeds --clock cpu --samplers random --stopping none --warm $warm --timeout-min $min --n-trials 400 --out docs/budget/$name-$min"
+      sim "$1" --table "$2" --samplers random --stopping none --warm $warm --timeout-min $min --n-trials 400 \
+        --out "docs/budget/$name-$min" | grep -v '^simulated \|^wrote '
+    done
+  done
+} >docs/budget/budget.txt
+cat docs/budget/budget.txt
