@@ -1,6 +1,6 @@
 """bf16 autocast against fp32: step-time ratio of recorded table rows, interleaved in one process.
 
-    .venv/bin/python bench/bench_bf16.py [--reps 5] [--steps 3] [--out FILE]
+    .venv/bin/python bench/bench_bf16.py [--reps 5] [--steps 3] [--rows "heldout:2,49 default:3"] [--out FILE]
 
 For every trained row of the held-out table and every row of the shipped space in the default table
 (plus each table's reference baseline), one thread: a real training step (batch 64, AdamW, the recorded
@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def rows_to_time() -> list[tuple[str, dict]]:
+def rows_to_time(only: dict[str, set[int]] | None = None) -> list[tuple[str, dict]]:
+    """(table name, row) of each table's reference baseline and its family's trained rows, or of
+    ``only`` (table name -> row indices)."""
     from search.efficiency.table import read_table
     from search.spec.parse import load_spec
     from search.tools.simulate import check_table, reference_val
@@ -36,6 +38,9 @@ def rows_to_time() -> list[tuple[str, dict]]:
         ("default", "studies/default.toml"),
     ):
         spec, table = load_spec(ROOT / spec_path), read_table(ROOT / "bench" / "tables" / f"{name}.jsonl.gz")
+        if only is not None:
+            out += [(name, r) for r in table.rows if r["index"] in only.get(name, set())]
+            continue
         ref = reference_val(spec, table)
         base = [r for r in table.rows if r["role"] == "baseline" and r.get("trained")]
         out += [(name, r) for r in base if r["val"][spec.objectives.accuracy][-1] == ref]
@@ -48,7 +53,15 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=None, help="also write the per-row figures as JSON")
+    ap.add_argument(
+        "--rows",
+        default=None,
+        help="only these rows, e.g. heldout:2,49 default:3,97 (default: all, see above)",
+    )
     args = ap.parse_args()
+    only = None
+    if args.rows:
+        only = {t: {int(i) for i in ids.split(",")} for t, ids in (x.split(":") for x in args.rows.split())}
     import torch
 
     from focalnet import ModelConfig, build_model
@@ -58,7 +71,7 @@ def main() -> int:
     torch.set_num_threads(1)
     results = []
     print(f"# {time.strftime('%FT%TZ', time.gmtime())} load {os.getloadavg()}", flush=True)
-    for table, row in rows_to_time():
+    for table, row in rows_to_time(only):
         mcfg = ModelConfig.from_dict(row["config"]["model"])
         runs = {}
         for bf16 in (False, True):
@@ -66,7 +79,7 @@ def main() -> int:
             model = build_model(mcfg)
             opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-            cfg = TrainConfig(steps=10, bf16=bf16)
+            cfg = TrainConfig(steps=100, bf16=bf16)
             runs[bf16] = _Run(cfg=cfg, model=model, opt=opt, sched=sched, device=torch.device("cpu"))
         x = torch.rand(64, 3, 64, 64)
         y, m = torch.rand(64, mcfg.num_keypoints, 2), torch.ones(64, mcfg.num_keypoints, dtype=torch.bool)

@@ -21,6 +21,13 @@ W="bench/tables/default_spec.toml bench/tables/default.jsonl.gz"
 run docs/simulate $D --samplers random,tpe --stopping none,cost-asha
 run docs/simulate-heldout $H --samplers random,tpe --stopping none,cost-asha
 run docs/simulate-wide $W --samplers random,tpe --stopping none,cost-asha
+{  # the stopping rules on the wide space, 30 trials without a deadline (README, "Early stopping")
+  stamp
+  echo "# python -m search simulate $W --seeds $seeds --clock cpu --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping"
+  sim $W --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping | grep -v '^simulated \|^wrote '
+} >docs/simulate-wide/stopping.txt
+cat docs/simulate-wide/stopping.txt
+rm -f docs/simulate-heldout/simulate_trials.csv docs/simulate-wide/simulate_trials.csv  # 2 MB each, not committed
 {
   stamp
   echo "# the shipped study's budget (timeout_min) swept; n_trials 400 so that the time binds; $seeds simulated"
@@ -35,6 +42,7 @@ run docs/simulate-wide $W --samplers random,tpe --stopping none,cost-asha
       echo "## $name, $min min: python -m search simulate $1 --table $2 --seeds $seeds --clock cpu --samplers random --stopping none --warm $warm --timeout-min $min --n-trials 400 --out docs/budget/$name-$min"
       sim "$1" --table "$2" --samplers random --stopping none --warm $warm --timeout-min $min --n-trials 400 \
         --out "docs/budget/$name-$min" | grep -v '^simulated \|^wrote '
+      rm -f docs/budget/$name-$min/simulate{.csv,_trials.csv,.png}  # the summary is what the README reads
     done
   done
 } >docs/budget/budget.txt

@@ -75,3 +75,19 @@ def test_plan_bad_spec_exits_2(tmp_path: Path) -> None:
     bad.write_text("[study]\nname = 'x'\nn_trail = 3\n")
     r = cli(["plan", str(bad)], cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "study.n_trail" in r.stderr
+
+
+def test_plan_names_the_warm_start_or_why_there_is_none(tmp_path: Path) -> None:
+    import dataclasses
+
+    from search.tools.plan import plan
+    from tests.test_simulate import synthetic_table
+
+    table = synthetic_table(tiny_spec(), tmp_path / "t.jsonl.gz")
+    same = dataclasses.replace(tiny_spec(), warm_start=str(table.path))
+    raw = dict(same.raw, data={**same.raw["data"], "seed": 1})
+    other = dataclasses.replace(parse_spec(raw, source="o.toml"), warm_start=str(table.path))
+    warm = [line for line in plan(same, draws=4) if line.startswith("warm start:")]
+    assert len(warm) == 1 and "trials from" in warm[0] and "none" not in warm[0]
+    warm = [line for line in plan(other, draws=4) if line.startswith("warm start:")]
+    assert warm == ["warm start: none: t.jsonl.gz was recorded on other data ([data] of tiny)"]

@@ -34,7 +34,7 @@ from search.efficiency.table import Table, TableError, config_key, measured_part
 from search.spec.space import contains, resolve_config
 from search.storage.faults import study_lock
 
-__all__ = ["WARM_ATTR", "enqueue_warm_start", "other_data", "portfolio", "warm_start_rows"]
+__all__ = ["WARM_ATTR", "enqueue_warm_start", "other_data", "portfolio", "warm_start_plan", "warm_start_rows"]
 
 #: Study user attr (what was enqueued) and trial user attr (which row a trial came from).
 WARM_ATTR = "warm_start"
@@ -118,15 +118,23 @@ def other_data(spec: Any, table: Table, data_hash: str | None = None) -> str | N
     return None
 
 
+def warm_start_plan(
+    spec: Any, *, data_hash: str | None = None
+) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], str | None]:
+    """(the spec's warm-start portfolio, why there is none): no portfolio without ``study.warm_start``
+    (reason None) or when its table was recorded on other data (the reason, :func:`other_data`)."""
+    if not spec.warm_start:
+        return [], None
+    table = read_table(spec.warm_start_path())
+    skipped = other_data(spec, table, data_hash)
+    return ([] if skipped else portfolio(spec, table)), skipped
+
+
 def warm_start_rows(
     spec: Any, *, data_hash: str | None = None
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The spec's warm-start portfolio: empty without ``study.warm_start`` or when its table was recorded
-    on other data (:func:`other_data`)."""
-    if not spec.warm_start:
-        return []
-    table = read_table(spec.warm_start_path())
-    return [] if other_data(spec, table, data_hash) else portfolio(spec, table)
+    """The spec's warm-start portfolio (:func:`warm_start_plan`, without the reason)."""
+    return warm_start_plan(spec, data_hash=data_hash)[0]
 
 
 def enqueue_warm_start(study: optuna.Study, spec: Any, *, data_hash: str | None = None) -> list[int]:
@@ -135,9 +143,7 @@ def enqueue_warm_start(study: optuna.Study, spec: Any, *, data_hash: str | None 
     recorded on other data: then the study attr ``warm_start`` says so under ``skipped``)."""
     if not spec.warm_start:
         return []
-    table = read_table(spec.warm_start_path())
-    skipped = other_data(spec, table, data_hash)
-    rows = [] if skipped else portfolio(spec, table)
+    rows, skipped = warm_start_plan(spec, data_hash=data_hash)
     name = Path(spec.warm_start).name
     with study_lock(study):  # read-then-write: two workers creating the study together enqueue it once
         if WARM_ATTR in study.user_attrs:

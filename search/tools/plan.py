@@ -27,7 +27,7 @@ from focalnet import build_model, count_flops, count_params
 from search.efficiency.table import Table, TableError, read_table
 from search.spec.space import resolve_config, sample_params
 from search.study.threads import choose_threads
-from search.study.warm_start import other_data, portfolio
+from search.study.warm_start import warm_start_plan
 from search.task import synthetic
 from search.task.data import parse_uri
 from search.tools.simulate import MIN_FAMILY_ROWS, check_table, schedule, speed_for, time_scales
@@ -165,11 +165,10 @@ def plan(spec: Any, *, draws: int = 100, workers: int | None = None) -> list[str
     elif spec.n_trials:
         lines.append(f"budget: {spec.n_trials} trials -> ~{spec.n_trials * trial_s / workers / 60:.0f} min")
     if spec.warm_start:
-        table = read_table(spec.warm_start_path())
-        if skipped := other_data(spec, table):
+        rows, skipped = warm_start_plan(spec)
+        if skipped:
             lines.append(f"warm start: none: {skipped}")
         else:
-            rows = portfolio(spec, table)
             lines.append(
                 f"warm start: {len(rows)} trials from {spec.warm_start} "
                 f"(rows {', '.join(str(r['index']) for r, _ in rows)})"

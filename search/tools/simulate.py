@@ -379,7 +379,8 @@ class _Replay:
         if self._can_start(t):
             if self.uniform and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 row = self.rows[int(self.rng.integers(len(self.rows)))]
-                params = {k: v for k, v in row["params"].items() if k in self.spec.space}
+                # a family row recorded just outside a narrowed numeric range stands for the nearest point
+                params = _clipped(self.spec, {k: v for k, v in row["params"].items() if k in self.spec.space})
                 self.study.enqueue_trial(params, user_attrs={DRAWN_ATTR: row["index"]})
             trial = self.study.ask()
             role = trial.user_attrs.get("role", "search")
