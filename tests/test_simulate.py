@@ -473,3 +473,21 @@ def test_cli_simulate_bad_table_exits_2(tmp_path: Path) -> None:
         cwd=Path(__file__).parents[1],
     )
     assert r.returncode == 2 and "recorded for a different spec" in r.stderr
+
+
+def test_clock_factor_scales_every_recorded_second(tmp_path: Path, table: Table) -> None:
+    from search.tools.simulate import simulate
+
+    spec = tiny_spec(enabled=False)
+    kw = {"seeds": 1, "workers": 1, "threads": 1, "samplers": ("random",), "stoppings": ("none",),
+          "timeout_s": None, "n_trials": 6, "progress": False}  # fmt: skip
+    ends = {}
+    for factor in (1.0, 0.5):
+        simulate(spec, table, out_dir=tmp_path / str(factor), clock_factor=factor, **kw)
+        summary = json.loads((tmp_path / str(factor) / "simulate_summary.json").read_text())
+        assert summary["clock_factor"] == factor and summary["speed"] == factor  # SPEED[(1, 1)] is 1
+        with open(tmp_path / str(factor) / "simulate_trials.csv") as f:
+            ends[factor] = [float(r["end_s"]) for r in csv.DictReader(f)]
+    assert ends[0.5] == pytest.approx([e / 2 for e in ends[1.0]]) and ends[1.0][-1] > 0
+    with pytest.raises(TableError, match="--clock-factor: must be > 0"):
+        simulate(spec, table, out_dir=tmp_path / "bad", clock_factor=0.0, **kw)

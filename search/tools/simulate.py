@@ -648,6 +648,7 @@ def simulate(
     progress: bool = True,
     clock: str = "wall",
     draws: str = "table",
+    clock_factor: float = 1.0,
 ) -> list[str]:
     """Every arm × seed; writes ``simulate.csv``, ``simulate_trials.csv``, ``simulate.png`` under ``out_dir``.
 
@@ -667,6 +668,8 @@ def simulate(
         progress: print one line per finished arm.
         clock: ``"wall"`` or ``"cpu"`` (:func:`time_scales`).
         draws: how random search picks its rows (:func:`simulate_study`).
+        clock_factor: a further factor on every recorded second, for a what-if (a training step that
+            is measured to be faster or slower than the table's; accuracy stays the table's).
 
     Returns:
         The summary lines (:func:`summarise`).
@@ -684,7 +687,9 @@ def simulate(
     stoppings = stoppings or tuple(dict.fromkeys(("none", "mo-asha", rule)))
     warm = warm if warm is not None else ((False, True) if spec.warm_start else (False,))
     default = Arm(spec.sampler, rule, bool(spec.warm_start))
-    speed = speed_for(workers, threads)
+    if not clock_factor > 0:
+        raise TableError(f"--clock-factor: must be > 0, got {clock_factor}")
+    speed = speed_for(workers, threads) * clock_factor
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -731,6 +736,7 @@ def simulate(
                 "seeds": seeds,
                 "clock": clock,
                 "draws": draws,
+                "clock_factor": clock_factor,
                 "default": default.name,
                 "arms": figures,
             },
