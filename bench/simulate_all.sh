@@ -7,6 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 seeds=${1:-100}
 sim() { .venv/bin/python -m search simulate "$@" --seeds "$seeds" --clock cpu; }
+simt() { local spec=$1 table=$2; shift 2; sim "$spec" --table "$table" "$@"; }  # SPEC TABLE ARGS...
 stamp() { echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 run() {  # OUT_DIR SPEC TABLE ARGS...: one simulate.txt with its date, load and command
   local out=$1 spec=$2 table=$3; shift 3
@@ -23,10 +24,16 @@ run docs/simulate-heldout $H --samplers random,tpe --stopping none,cost-asha
 run docs/simulate-wide $W --samplers random,tpe --stopping none,cost-asha
 {  # the stopping rules on the wide space, 30 trials without a deadline (README, "Early stopping")
   stamp
-  echo "# python -m search simulate $W --seeds $seeds --clock cpu --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping"
-  sim $W --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping | grep -v '^simulated \|^wrote '
+  echo "# python -m search simulate ${W% *} --table ${W#* } --seeds $seeds --clock cpu --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping"
+  simt $W --samplers random --stopping none,mo-asha,cost-asha,hv-asha --timeout-min 0 --out /tmp/stopping | grep -v '^simulated \|^wrote '
 } >docs/simulate-wide/stopping.txt
 cat docs/simulate-wide/stopping.txt
+{  # what-if: the held-out study with bf16's median step-time ratio (bench/results/bench_bf16.txt)
+  stamp
+  echo "# what-if: every recorded second x 0.81 (1 / 1.23, bf16's median step-time ratio over 13 rows, bench/results/bench_bf16.txt); accuracy as recorded in fp32"
+  echo "# python -m search simulate ${H% *} --table ${H#* } --seeds $seeds --clock cpu --samplers random --stopping none --warm off --clock-factor 0.81 --out /tmp/whatif"
+  simt $H --samplers random --stopping none --warm off --clock-factor 0.81 --out /tmp/whatif | grep -v '^simulated \|^wrote '
+} >docs/simulate-heldout/bf16_whatif.txt
 rm -f docs/simulate-heldout/simulate_trials.csv docs/simulate-wide/simulate_trials.csv  # 2 MB each, not committed
 {
   stamp
