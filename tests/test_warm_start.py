@@ -123,3 +123,26 @@ def test_spec_keys(tmp_path: Path) -> None:
     assert spec.spec_hash != tiny_spec().spec_hash  # it changes which trials run
     with pytest.raises(SpecError, match="study.warm_start_trials: needs study.warm_start"):
         parse_spec({**raw, "study": {**raw["study"], "warm_start_trials": 2}}, source="s.toml")
+
+
+def test_open_study_on_other_data_says_so_and_queues_only_the_fixed_trials(
+    setup, tmp_path: Path, capsys
+) -> None:
+    from search.study.setup import open_study
+
+    spec, table = setup
+    spec = dataclasses.replace(spec, source=str(tmp_path / "s.toml"))
+    url = f"journal:{tmp_path / 'optuna.journal'}"
+    study = open_study(spec, url, create=True, data_hash="f" * 64)  # the table header has no data_hash
+    assert len(study.get_trials()) == 1 + len(portfolio(spec, table))
+    hashed = read_table(table.path)
+    hashed.header["data_hash"] = "e" * 64
+    from search.efficiency.table import write_table
+
+    write_table(tmp_path / "h.jsonl.gz", hashed.header, hashed.rows)
+    other = dataclasses.replace(spec, warm_start=str(tmp_path / "h.jsonl.gz"), name="other")
+    capsys.readouterr()
+    study = open_study(other, url, create=True, data_hash="f" * 64)
+    out = capsys.readouterr().out
+    assert "warm start: none: h.jsonl.gz was recorded on data hashing to eeeeeeeeeeee" in out
+    assert [t.user_attrs.get("role") for t in study.get_trials()] == ["baseline"]
