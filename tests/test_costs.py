@@ -222,3 +222,35 @@ def test_on_scale_puts_the_latency_on_the_reference_scale() -> None:
     assert (scaled.params, scaled.flops, scaled.baseline_latency_ms) == (c.params, c.flops, 0.4)
     with pytest.raises(ValueError, match="^on_scale"):
         _costs(ratio=None).on_scale(0.4)
+
+
+def test_reference_latency_first_store_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers time the reference at once: the one that stores second uses the first one's value."""
+    import optuna
+
+    from search.study import objective
+
+    url = f"journal:{tmp_path / 'optuna.journal'}"
+    from search.storage.connect import make_storage
+
+    study = optuna.create_study(study_name="s", storage=make_storage(url))
+    other = optuna.load_study(study_name="s", storage=make_storage(url))  # the other worker's handle
+    timed = []
+
+    def fake_costs(model, *, latency_spec=None, **_):
+        timed.append(model)
+        if len(timed) == 1:  # while this worker times, the other stores its own reference
+            other.set_user_attr(objective.REFERENCE_LATENCY_ATTR, 0.4)
+        return SimpleNamespace(latency=SimpleNamespace(median_ms=0.9))
+
+    monkeypatch.setattr(objective, "measure_costs", fake_costs)
+    spec = SimpleNamespace(latency=None, baseline=SimpleNamespace(), model={}, train={})
+    monkeypatch.setattr(objective, "baseline_model_config", lambda spec, k: {"backbone": "baseline"})
+    assert objective.reference_latency_ms(study, spec, 16) == 0.4
+    assert study.user_attrs[objective.REFERENCE_LATENCY_ATTR] == 0.4 and len(timed) == 1
+    assert (
+        objective.reference_latency_ms(other, spec, 16) == 0.4 and len(timed) == 1
+    )  # stored: not timed again
+    fresh = optuna.create_study(study_name="t", storage=make_storage(url))
+    assert objective.reference_latency_ms(fresh, spec, 16) == 0.9  # no race: its own
+    assert fresh.user_attrs[objective.REFERENCE_LATENCY_ATTR] == 0.9

@@ -21,6 +21,7 @@ from search.efficiency.costs import constraint_values, measure_costs
 from search.efficiency.stopping import pruner_for, stop_at_rung
 from search.spec.space import BASELINE_OVERRIDES, resolve_config, sample_params
 from search.storage.connect import worker_id
+from search.storage.faults import study_lock
 from search.study.warm_start import WARM_ATTR
 from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
@@ -101,12 +102,17 @@ def baseline_model_config(spec: Any, num_keypoints: int) -> dict[str, Any]:
 
 def reference_latency_ms(study: optuna.Study, spec: Any, num_keypoints: int) -> float:
     """The study's latency scale: the baseline's latency stored on the study, timed by the first process
-    that needs it (`run` does so before it starts any worker, so no training runs beside it)."""
+    that needs it (`run` does so before it starts any worker, so no training runs beside it). Workers
+    started together (``deploy/worker.sh``) may each time it; the first to store it wins, under the study
+    lock, and the others use the stored value, so every trial of the study is on one scale."""
     ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
     if ref is None:
         costs = measure_costs(baseline_model_config(spec, num_keypoints), latency_spec=spec.latency)
-        ref = costs.latency.median_ms
-        study.set_user_attr(REFERENCE_LATENCY_ATTR, ref)
+        with study_lock(study):  # timed outside the lock; read again inside it
+            ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
+            if ref is None:
+                ref = costs.latency.median_ms
+                study.set_user_attr(REFERENCE_LATENCY_ATTR, ref)
     return float(ref)
 
 
