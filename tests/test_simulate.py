@@ -144,7 +144,7 @@ def test_bundled_table_answers_the_default_spec() -> None:
     assert DEFAULT_TABLE.stat().st_size <= 5_000_000
 
 
-def test_held_out_table_answers_its_spec_with_the_warm_start_rows() -> None:
+def test_held_out_table_answers_its_spec_with_the_warm_start_rows(tmp_path: Path) -> None:
     """The held-out task (bench/tables/heldout.jsonl.gz): trained sampled rows of the default space at the
     full budget (at least the 48 the README's "Held out" reads), the baseline sweep, and a row for every
     configuration the warm start enqueues."""
@@ -174,6 +174,11 @@ def test_held_out_table_answers_its_spec_with_the_warm_start_rows() -> None:
     assert warm_start_rows(spec) == [] and warm_start_rows(default)
     for _, params in warm_start_rows(default):
         assert table.fixed(resolve_config(spec, params)) is not None
+    from search.tools.simulate import simulate
+
+    kw = {"seeds": 1, "samplers": ("random",), "stoppings": ("none",), "progress": False, "clock": "cpu"}
+    head = simulate(spec, table, out_dir=tmp_path, **kw)[0]
+    assert "warm start: none (its table was recorded on other data)" in head
 
 
 def test_latency_is_put_on_the_reference_baselines_scale(tmp_path: Path, table: Table) -> None:

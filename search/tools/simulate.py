@@ -748,6 +748,10 @@ def simulate(
         if draws == "table"
         else "every draw replays its nearest row"
     )
+    if True in warm and not warm_portfolio(spec, table):
+        head += (
+            "; warm start: none (its table was recorded on other data), so the +warm arms equal the others"
+        )
     return [head, *lines]
 
 
