@@ -34,6 +34,11 @@ cat docs/simulate-wide/stopping.txt
   echo "# python -m search simulate ${H% *} --table ${H#* } --seeds $seeds --clock cpu --samplers random --stopping none --warm off --clock-factor 0.81 --out /tmp/whatif"
   simt $H --samplers random --stopping none --warm off --clock-factor 0.81 --out /tmp/whatif | grep -v '^simulated \|^wrote '
 } >docs/simulate-heldout/bf16_whatif.txt
+{  # the same held-out study replayed the way random search was before 2026-12-05: nearest rows
+  stamp
+  echo "# python -m search simulate ${H% *} --table ${H#* } --seeds $seeds --clock cpu --samplers random --stopping none --warm off --draws nearest --out /tmp/nearest"
+  simt $H --samplers random --stopping none --warm off --draws nearest --out /tmp/nearest | grep -v '^simulated \|^wrote '
+} >docs/simulate-heldout/nearest.txt
 rm -f docs/simulate-heldout/simulate_trials.csv docs/simulate-wide/simulate_trials.csv  # 2 MB each, not committed
 {
   stamp
