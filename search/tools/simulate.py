@@ -715,34 +715,12 @@ def simulate(
         if progress:
             print(f"simulated {arm.name}: {seeds} studies", flush=True)
     lines, figures = summarise(spec, table, results, default=default, rows=rows, budget_s=timeout_s)
-    best_hv, _ = table_best(spec, table, rows)
-    _write_csvs(spec, results, default, out, best_hv)
-    curves = {
-        arm.name: [
-            [(r["end"], r["hypervolume"] / best_hv if best_hv > 0 else 0.0) for r in recs]
-            for recs in per_seed
-        ]
-        for arm, per_seed in results.items()
-    }
-    simulation_plot(curves, out / "simulate.png", default=default.name, budget_s=timeout_s)
-    (out / "simulate_summary.json").write_text(
-        json.dumps(
-            {
-                "workers": workers,
-                "threads": threads,
-                "speed": speed,
-                "n_trials": n_trials,
-                "timeout_s": timeout_s,
-                "seeds": seeds,
-                "clock": clock,
-                "draws": draws,
-                "clock_factor": clock_factor,
-                "default": default.name,
-                "arms": figures,
-            },
-            indent=1,
-        )  # fmt: skip
-    )
+    summary = {
+        "workers": workers, "threads": threads, "speed": speed, "n_trials": n_trials, "timeout_s": timeout_s,
+        "seeds": seeds, "clock": clock, "draws": draws, "clock_factor": clock_factor, "default": default.name,
+        "arms": figures,
+    }  # fmt: skip
+    _write_outputs(spec, table, results, default, out, rows=rows, budget_s=timeout_s, summary=summary)
     head = f"{workers} worker(s) x {threads} thread(s), clock factor {speed:.2f}, {n_trials} trials; " + (
         "random search draws table rows uniformly"
         if draws == "table"
@@ -753,6 +731,25 @@ def simulate(
             "; warm start: none (its table was recorded on other data), so the +warm arms equal the others"
         )
     return [head, *lines]
+
+
+def _write_outputs(
+    spec: Any, table: Table, results: dict[Arm, list[list[dict[str, Any]]]], default: Arm, out: Path, *,
+    rows: list[dict[str, Any]], budget_s: float | None, summary: dict[str, Any],
+) -> None:  # fmt: skip
+    """``simulate.csv``, ``simulate_trials.csv``, ``simulate.png`` (HV share over time) and
+    ``simulate_summary.json`` under ``out``."""
+    best_hv, _ = table_best(spec, table, rows)
+    _write_csvs(spec, results, default, out, best_hv)
+    curves = {
+        arm.name: [
+            [(r["end"], r["hypervolume"] / best_hv if best_hv > 0 else 0.0) for r in recs]
+            for recs in per_seed
+        ]
+        for arm, per_seed in results.items()
+    }
+    simulation_plot(curves, out / "simulate.png", default=default.name, budget_s=budget_s)
+    (out / "simulate_summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def _write_csvs(
