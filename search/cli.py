@@ -512,8 +512,8 @@ def _add_simulate_command(sub: Any) -> None:
         "--draws",
         choices=("table", "nearest"),
         default="table",
-        help="random search: table = a uniformly drawn table row (exact for a uniformly sampled table), "
-        "nearest = the row nearest to the sampler's point (what TPE and NSGA-II always get)",
+        help="table: a random draw (random search, TPE's start-up) replays a uniformly drawn table row (exact "
+        "for a uniformly sampled table), a model's draw its nearest row; nearest: every draw its nearest row",
     )
     q.add_argument(
         "--clock-factor",

@@ -20,10 +20,11 @@ Which row a search trial replays. The family is every sampled row whose configur
 resolves its parameters to (:func:`family_rows`), so a table recorded on a wider space answers a spec
 narrowed inside it. The table's rows are independent uniform draws of the space, so random search is
 replayed exactly by drawing a family row uniformly at random (``draws="table"``, the default): the trial
-is enqueued with that row's parameters, so the real space code still samples it. A model-based sampler
-chooses its points from the history, so its trial gets the family row nearest to its point
-(``draws="nearest"``, always for TPE and NSGA-II; `search.efficiency.table.param_distance`: categorical
-mismatches count 1, numeric differences are normalised to [0, 1]); the table is then a
+is enqueued with that row's parameters, so the real space code still samples it. TPE draws at random
+too until its start-up trials have finished (:func:`random_phase`), and is replayed the same way until
+then. A model-based sampler's own points come from the history, so such a trial gets the family row
+nearest to its point (``draws="nearest"`` does this for every trial; `search.efficiency.table.param_distance`:
+categorical mismatches count 1, numeric differences are normalised to [0, 1]); the table is then a
 1-nearest-neighbour surrogate (as Syne Tune does for tabulated benchmarks). Nearest-row mapping is not
 uniform over the rows: a row's share of draws is the volume of its Voronoi cell, which on the held-out
 table gave its four winners 4.3% of random draws against their 5.7% of the rows (README, "Simulated
@@ -59,7 +60,7 @@ from search.report.budget import MAX_SKIPPED_PER_TRIAL
 from search.report.plots import simulation_plot
 from search.spec.space import contains, fixed_trials, resolve_config, sample_params
 from search.study.objective import METRIC_KEYS, objective_values, record_costs
-from search.study.samplers import make_sampler
+from search.study.samplers import is_search_trial, make_sampler
 from search.study.warm_start import WARM_ATTR, warm_start_rows
 from search.task.train_config import TrainConfig
 
@@ -74,6 +75,7 @@ __all__ = [
     "time_scales",
     "simulate_study",
     "simulate",
+    "random_phase",
     "summarise",
     "DEFAULT_TABLE",
 ]
@@ -306,7 +308,7 @@ class _Replay:
         scales: dict[int, float], warm: list[tuple[dict[str, Any], dict[str, Any]]],
     ) -> None:  # fmt: skip
         self.spec, self.table, self.rows, self.budget = spec, table, rows, budget
-        self.uniform = arm.sampler == "random" and budget.draws == "table"
+        self.random_until = 0.0  # search trials finished before the sampler stops drawing at random
         self.rng = np.random.default_rng(seed)  # the uniform row draws of a random-search replay
         self.by_index = {r["index"]: r for r in rows}
         self.scales = {k: v * budget.speed for k, v in scales.items()}
@@ -316,6 +318,8 @@ class _Replay:
             sampler=make_sampler(arm_spec),
             directions=spec.objectives.directions,
         )
+        if budget.draws == "table":
+            self.random_until = random_phase(self.study.sampler)
         for fixed in fixed_trials(spec):  # as `search.study.setup.open_study` enqueues them
             attrs = {"role": fixed["role"], "name": fixed["name"], "fixed_overrides": fixed["overrides"]}
             self.study.enqueue_trial({}, user_attrs=attrs)
@@ -377,7 +381,9 @@ class _Replay:
     def _start(self, t: float) -> None:
         """One worker is free at ``t``: draw (or take from the queue) its next trial, if the budget allows."""
         if self._can_start(t):
-            if self.uniform and not self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if self._draws_at_random() and not self.study.get_trials(
+                deepcopy=False, states=(TrialState.WAITING,)
+            ):
                 row = self.rows[int(self.rng.integers(len(self.rows)))]
                 # a family row recorded just outside a narrowed numeric range stands for the nearest point
                 params = _clipped(self.spec, {k: v for k, v in row["params"].items() if k in self.spec.space})
@@ -402,6 +408,13 @@ class _Replay:
                 events = schedule(self.spec, row, t, scale=scale)
             run = _Run(trial, role, row, distance, cost_attrs, t, events)
             heapq.heappush(self.heap, (events[0][0], next(self.order), run))
+
+    def _draws_at_random(self) -> bool:
+        """Whether the sampler's next draw is a random one (so a uniformly drawn row replays it exactly)."""
+        if self.random_until in (0.0, math.inf):
+            return self.random_until == math.inf
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        return sum(is_search_trial(t) for t in done) < self.random_until
 
     def _rung(self, run: _Run, t: float, step: int) -> bool:
         """Report the rung to the stopping rule; False (and the trial finished) if it stops it."""
@@ -454,6 +467,19 @@ class _Replay:
         })  # fmt: skip
 
 
+def random_phase(sampler: optuna.samplers.BaseSampler) -> float:
+    """How many finished search trials ``sampler`` (as `make_sampler` builds it) draws at random before its
+    model starts: every one for random search, TPE's start-up trials (it counts finished search trials,
+    as here), none for the others (NSGA-II's first generation is random too, but it is not counted
+    that way)."""
+    inner = getattr(sampler, "sampler", sampler)  # SearchTrialsSampler wraps the real one
+    if isinstance(inner, optuna.samplers.RandomSampler):
+        return math.inf
+    if isinstance(inner, optuna.samplers.TPESampler):
+        return float(getattr(inner, "_n_startup_trials", 0))  # Optuna keeps it private
+    return 0.0
+
+
 def _nearest(rows: list[dict[str, Any]], params: dict[str, Any], spec: Any) -> tuple[dict[str, Any], float]:
     """The family row closest to ``params``; ties go to the earlier row."""
     best, best_d = rows[0], math.inf
@@ -504,8 +530,8 @@ def simulate_study(
         timeout_s: no trial starts at or after this simulated time (None: no deadline).
         speed: factor on every recorded second (:data:`SPEED` for the workers and threads simulated).
         warm: enqueue the spec's warm-start portfolio (``study.warm_start``) after the fixed trials.
-        draws: ``"table"`` (random search draws a family row uniformly) or ``"nearest"`` (every sampler's
-            point gets the nearest family row); model-based samplers always use ``"nearest"``.
+        draws: ``"table"`` (a random draw — random search, TPE's start-up — replays a uniformly drawn family
+            row; a model's draw its nearest row) or ``"nearest"`` (every draw replays its nearest row).
 
     Returns:
         dicts with ``trial``, ``role``, ``row``, ``distance``, ``state``, ``stop_rung``, ``start``,
@@ -722,7 +748,7 @@ def simulate(
     }  # fmt: skip
     _write_outputs(spec, table, results, default, out, rows=rows, budget_s=timeout_s, summary=summary)
     head = f"{workers} worker(s) x {threads} thread(s), clock factor {speed:.2f}, {n_trials} trials; " + (
-        "random search draws table rows uniformly"
+        "random draws replay uniformly drawn table rows"
         if draws == "table"
         else "every draw replays its nearest row"
     )
