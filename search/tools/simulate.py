@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("random", "tpe", "nsga2")
-#: How a random-search trial picks its row: uniformly over the family, or the row nearest to its draw.
+#: How a random draw picks its row: uniformly over the family (``table``), or the row nearest to it.
 DRAWS = ("table", "nearest")
 #: Trial user attr of a search trial enqueued with a uniformly drawn family row's parameters.
 DRAWN_ATTR = "table_row_drawn"
@@ -309,7 +309,7 @@ class _Replay:
     ) -> None:  # fmt: skip
         self.spec, self.table, self.rows, self.budget = spec, table, rows, budget
         self.random_until = 0.0  # search trials finished before the sampler stops drawing at random
-        self.rng = np.random.default_rng(seed)  # the uniform row draws of a random-search replay
+        self.rng = np.random.default_rng(seed)  # the uniform row draws that replay random draws
         self.by_index = {r["index"]: r for r in rows}
         self.scales = {k: v * budget.speed for k, v in scales.items()}
         arm_spec = dataclasses.replace(spec, sampler=arm.sampler, seed=seed, n_trials=budget.n_trials)
@@ -693,7 +693,7 @@ def simulate(
         warm: warm start off/on arms (default: both when the spec names a warm-start table, else off).
         progress: print one line per finished arm.
         clock: ``"wall"`` or ``"cpu"`` (:func:`time_scales`).
-        draws: how random search picks its rows (:func:`simulate_study`).
+        draws: how random draws pick their rows (:func:`simulate_study`).
         clock_factor: a further factor on every recorded second, for a what-if (a training step that
             is measured to be faster or slower than the table's; accuracy stays the table's).
 
