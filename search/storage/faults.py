@@ -422,7 +422,9 @@ def study_lock(study: optuna.Study) -> Iterator[None]:
         yield
 
 
-def compare_and_set_study_attr(study: optuna.Study, key: str, expected: Any, new: Any) -> Any:
+def compare_and_set_study_attr(
+    study: optuna.Study, key: str, expected: Any, new: Any, *, user: bool = False
+) -> Any:
     """Set study system attr ``key`` to ``new`` if it holds ``expected`` (None: unset), atomically across workers.
 
     Args:
@@ -430,14 +432,17 @@ def compare_and_set_study_attr(study: optuna.Study, key: str, expected: Any, new
         key: the system attr.
         expected: the value the caller read.
         new: the value to store.
+        user: a study *user* attr instead (what the report and users read).
 
     Returns:
         The value the attr holds afterwards: ``new`` when this call won, else what another worker stored.
     """
     storage = study._storage
+    get = storage.get_study_user_attrs if user else storage.get_study_system_attrs
+    put = storage.set_study_user_attr if user else storage.set_study_system_attr
     with study_lock(study):
-        current = storage.get_study_system_attrs(study._study_id).get(key)
+        current = get(study._study_id).get(key)
         if current != expected:
             return current
-        storage.set_study_system_attr(study._study_id, key, new)
+        put(study._study_id, key, new)
         return new

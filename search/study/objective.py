@@ -21,7 +21,7 @@ from search.efficiency.costs import constraint_values, measure_costs
 from search.efficiency.stopping import pruner_for, stop_at_rung
 from search.spec.space import BASELINE_OVERRIDES, resolve_config, sample_params
 from search.storage.connect import worker_id
-from search.storage.faults import study_lock
+from search.storage.faults import compare_and_set_study_attr
 from search.study.warm_start import WARM_ATTR
 from search.task.plateau import constant_metrics, plateau_label
 from search.task.train import TrainingDiverged, train
@@ -106,13 +106,11 @@ def reference_latency_ms(study: optuna.Study, spec: Any, num_keypoints: int) -> 
     started together (``deploy/worker.sh``) may each time it; the first to store it wins, under the study
     lock, and the others use the stored value, so every trial of the study is on one scale."""
     ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
-    if ref is None:
+    if ref is None:  # timed outside the lock, stored only if nobody stored one meanwhile
         costs = measure_costs(baseline_model_config(spec, num_keypoints), latency_spec=spec.latency)
-        with study_lock(study):  # timed outside the lock; read again inside it
-            ref = study.user_attrs.get(REFERENCE_LATENCY_ATTR)
-            if ref is None:
-                ref = costs.latency.median_ms
-                study.set_user_attr(REFERENCE_LATENCY_ATTR, ref)
+        ref = compare_and_set_study_attr(
+            study, REFERENCE_LATENCY_ATTR, None, costs.latency.median_ms, user=True
+        )
     return float(ref)
 
 
