@@ -515,6 +515,7 @@ def simulate_study(
     speed: float = 1.0,
     warm: bool = False,
     draws: str = "table",
+    portfolio: list[tuple[dict[str, Any], dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run one study against ``table``; return one record per finished trial, in finishing order.
 
@@ -530,6 +531,8 @@ def simulate_study(
         timeout_s: no trial starts at or after this simulated time (None: no deadline).
         speed: factor on every recorded second (:data:`SPEED` for the workers and threads simulated).
         warm: enqueue the spec's warm-start portfolio (``study.warm_start``) after the fixed trials.
+        portfolio: that portfolio, when the caller has it already (:func:`warm_portfolio`; `simulate`
+            computes it once for all its studies).
         draws: ``"table"`` (a random draw — random search, TPE's start-up — replays a uniformly drawn family
             row; a model's draw its nearest row) or ``"nearest"`` (every draw replays its nearest row).
 
@@ -542,7 +545,7 @@ def simulate_study(
     rows = check_table(spec, table)
     if draws not in DRAWS:
         raise TableError(f"--draws: must be one of {', '.join(DRAWS)}, got {draws!r}")
-    warm_rows = warm_portfolio(spec, table) if warm else []
+    warm_rows = (warm_portfolio(spec, table) if portfolio is None else portfolio) if warm else []
     budget = Budget(n_trials=n_trials, timeout_s=timeout_s, workers=workers, speed=speed, draws=draws)
     replay = _Replay(
         spec, table, arm=Arm(sampler, stopping, warm), seed=seed, rows=rows, scales=time_scales(table, clock),
@@ -719,6 +722,7 @@ def simulate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    portfolio = warm_portfolio(spec, table) if True in warm else []  # once, for every warm study
     results: dict[Arm, list[list[dict[str, Any]]]] = {}
     for arm in (Arm(s, r, w) for s in samplers for r in stoppings for w in warm):
         results[arm] = [
@@ -734,6 +738,7 @@ def simulate(
                 timeout_s=timeout_s,
                 speed=speed,
                 warm=arm.warm,
+                portfolio=portfolio,
                 draws=draws,
             )  # fmt: skip
             for k in range(seeds)
@@ -752,7 +757,7 @@ def simulate(
         if draws == "table"
         else "every draw replays its nearest row"
     )
-    if True in warm and not warm_portfolio(spec, table):
+    if True in warm and not portfolio:
         head += (
             "; warm start: none (its table was recorded on other data), so the +warm arms equal the others"
         )
