@@ -118,7 +118,7 @@ def test_resolve_config_is_complete_and_reproducible() -> None:
     assert set(config["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert config["train"]["lr"] == 3e-3 and config["train"]["steps"] == 1000 and config["train"]["seed"] == 0
     assert config["model"]["focalnet"]["patch_size"] == 4 and config["model"]["head"]["kind"] == "simcc"
-    assert config["train"]["eval_steps"] == []  # early stopping is off: no rung evaluations added
+    assert config["train"]["eval_steps"] == [500]  # the stopping rung is evaluated (and recorded)
     assert config["data"] == {
         "dataset": "synthetic:medium",
         "n_train": 8000,

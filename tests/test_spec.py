@@ -44,7 +44,9 @@ def test_default_study_contents() -> None:
     assert spec.sampler == "random" and spec.n_trials == 30 and spec.timeout_s == 30 * 60 and spec.jobs == 2
     assert spec.data.dataset == "synthetic:medium" and spec.data.n_train == 8000
     assert spec.train == {"steps": 1000, "batch_size": 64, "warmup_steps": 100, "eval_every": 250}
-    assert not spec.early_stopping.enabled and spec.latency.clock == "thread"
+    es = spec.early_stopping
+    assert (es.enabled, es.rule, es.rungs, es.fraction) == (True, "behind-baseline", (500,), 0.8)
+    assert spec.latency.clock == "thread"
     assert spec.constraints.max_params == 3_000_000 and isinstance(spec.constraints.max_params, int)
     # narrowed on the recorded table: patch 4 and a SimCC head on the 16x16 map are fixed, not searched
     assert (
@@ -256,6 +258,11 @@ BAD = [
         MINIMAL + "[early_stopping]\nrule = 'median'\n",
         "early_stopping.rule: unknown rule 'median'; allowed: mo-asha, cost-asha",
     ),
+    (
+        MINIMAL + "[early_stopping]\nrule = 'behind-baseline'\nfraction = 1.2\n",
+        "early_stopping.fraction: must be in (0, 1], got 1.2",
+    ),
+    (MINIMAL + "[early_stopping]\nfraction = 'most'\n", "early_stopping.fraction: expected a number"),
 ]
 
 
@@ -268,6 +275,10 @@ def test_stopping_rule_default_and_hash() -> None:
     assert cost.early_stopping.rule == "cost-asha" and cost.spec_hash != mo.spec_hash
     # Specs written before the key existed meant MO-ASHA: saying so keeps their stored hash valid.
     assert "rule" not in mo.to_dict()["early_stopping"]
+    behind = parse(MINIMAL + "[early_stopping]\nrule = 'behind-baseline'\n")
+    assert behind.early_stopping.fraction == 0.8
+    tighter = parse(MINIMAL + "[early_stopping]\nrule = 'behind-baseline'\nfraction = 0.9\n")
+    assert tighter.spec_hash != behind.spec_hash != cost.spec_hash
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD, ids=[e[:40] for _, e in BAD])

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from search.efficiency.stopping import (
     ParetoASHA,
     RungRecord,
+    behind_baseline_continue,
     cost_peer_continue,
     hv_contribution_continue,
     prune,
@@ -367,3 +368,72 @@ def test_hv_asha_through_the_spec_and_storage() -> None:
     assert study.trials[1].user_attrs["stop_rung"] == 100
     assert pruner_for(spec, enabled=False).enabled is False
     assert pruner_for(spec, rule="mo-asha").rule == "mo-asha"
+
+
+# --- behind-baseline -----------------------------------------------------------------------------
+
+
+def test_behind_baseline_cuts_only_below_the_fraction_of_the_reference() -> None:
+    ref = rec(0, 0.5, 1e5, 1.0)
+    kw = {"fraction": 0.8, "directions": DIRS3}
+    assert behind_baseline_continue(rec(1, 0.40, 9e9, 9.0), ref, **kw)  # exactly 0.8 x: continues
+    assert not behind_baseline_continue(rec(1, 0.39, 1.0, 0.1), ref, **kw)  # cheap does not save it
+    assert behind_baseline_continue(rec(1, 0.1, 1.0, 0.1), None, **kw)  # no reference yet: continues
+    assert not behind_baseline_continue(rec(1, float("nan"), 1.0, 0.1), ref, **kw)  # diverged: stops
+    # An error to minimise: at most 1/fraction x the reference's.
+    assert behind_baseline_continue(rec(1, 2.5), rec(0, 2.0), fraction=0.8, directions=("minimize",))
+    assert not behind_baseline_continue(rec(1, 2.6), rec(0, 2.0), fraction=0.8, directions=("minimize",))
+    with pytest.raises(ValueError, match="^fraction"):
+        ParetoASHA(rungs=[10], eta=2, directions=DIRS3, rule="behind-baseline", fraction=1.5)
+
+
+def test_behind_baseline_reference_is_the_best_completed_baseline() -> None:
+    """Through storage: the bar is the rung value of the baseline with the best *final* accuracy (not the
+    best rung value), nothing is stopped before a baseline completes, and peers never matter."""
+    study = _study()
+    asha = ParetoASHA(rungs=[100], eta=3, directions=DIRS3, rule="behind-baseline", fraction=0.8)
+    fast, slow = [], []  # slow: behind at the rung, best at the end (told below)
+    for group, rung_acc in ((fast, 0.6), (slow, 0.3)):
+        study.enqueue_trial({}, user_attrs={"role": "baseline"})
+        t = study.ask()
+        stop_at_rung(asha, study, t, 100, (rung_acc, 5e5, 2.0))
+        group.append(t)
+    early = study.ask()  # no baseline has completed: no reference yet
+    stop_at_rung(asha, study, early, 100, (0.01, 1e4, 1.0))
+    study.tell(early, [0.02, 1e4, 1.0])
+    study.tell(fast[0], [0.70, 5e5, 2.0])
+    study.tell(slow[0], [0.75, 5e5, 2.0])
+    ok = study.ask()  # 0.25 >= 0.8 x 0.3 (the slow starter's rung value), though far below 0.8 x 0.6
+    stop_at_rung(asha, study, ok, 100, (0.25, 1e4, 1.0))
+    assert "stop_rung" not in study.trials[ok.number].user_attrs
+    study.tell(ok, [0.5, 1e4, 1.0])
+    behind = study.ask()  # every peer is behind it too; only the reference counts
+    with pytest.raises(optuna.TrialPruned):
+        stop_at_rung(asha, study, behind, 100, (0.23, 1e4, 1.0))
+    assert study.trials[behind.number].user_attrs["stop_rung"] == 100
+
+
+def test_behind_baseline_through_the_spec() -> None:
+    from types import SimpleNamespace
+
+    from search.efficiency.stopping import pruner_for
+    from search.spec.schema import EarlyStoppingSpec, ObjectiveSpec
+
+    es = EarlyStoppingSpec(rungs=(500,), rule="behind-baseline", fraction=0.7)
+    spec = SimpleNamespace(
+        early_stopping=es,
+        objectives=ObjectiveSpec(accuracy="pck_0.05", minimize=("params", "latency_ms")),
+        hypervolume_reference={"accuracy": 0.0, "params": 1e6, "latency_ms": 10.0},
+    )
+    asha = pruner_for(spec)
+    assert (asha.rule, asha.fraction, asha.rungs) == ("behind-baseline", 0.7, (500,))
+    # fraction enters the spec hash for this rule only: the other rules' specs keep the hash they had.
+    assert es.to_dict()["fraction"] == 0.7
+    assert "fraction" not in EarlyStoppingSpec(rungs=(500,), rule="cost-asha", fraction=0.7).to_dict()
+
+
+def test_spec_and_stopping_name_the_same_rules() -> None:
+    from search.efficiency.stopping import DEFAULT_FRACTION, RULES
+    from search.spec.schema import DEFAULT_STOPPING_FRACTION, STOPPING_RULES
+
+    assert RULES == STOPPING_RULES and DEFAULT_FRACTION == DEFAULT_STOPPING_FRACTION

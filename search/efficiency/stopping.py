@@ -58,6 +58,7 @@ __all__ = [
     "should_continue",
     "cost_peer_continue",
     "hv_contribution_continue",
+    "behind_baseline_continue",
     "rank_pool",
     "ParetoASHA",
     "prune",
@@ -67,11 +68,20 @@ __all__ = [
 ]
 
 #: Promotion rules, selectable in a spec as ``[early_stopping] rule``.
-RULES = ("mo-asha", "cost-asha", "hv-asha")
+RULES = ("mo-asha", "cost-asha", "hv-asha", "behind-baseline")
+#: The default of ``[early_stopping] fraction`` (rule ``"behind-baseline"``; README, "Early stopping").
+DEFAULT_FRACTION = 0.8
 
 # Trials whose rung records count as competitors. FAIL is left out on purpose: a crashed or
 # diverged trial's rung value says nothing about how hard the rung is.
 _COMPETITOR_STATES = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _final_accuracy(trial: optuna.trial.FrozenTrial, direction: str) -> float | None:
+    """A completed trial's final accuracy (the first objective), signed so that larger is better."""
+    if trial.state != TrialState.COMPLETE or not trial.values or not math.isfinite(trial.values[0]):
+        return None
+    return float(trial.values[0]) if direction == "maximize" else -float(trial.values[0])
 
 
 def rung_attr(step: int) -> str:
@@ -225,6 +235,28 @@ def hv_contribution_continue(
     return bool(contrib[-1] >= cut) and (contrib[-1] > 0 or (cut <= 0 and not anchors))
 
 
+def behind_baseline_continue(
+    candidate: RungRecord, reference: RungRecord | None, *, fraction: float, directions: Sequence[str]
+) -> bool:
+    """Rule ``"behind-baseline"``: continue unless the rung accuracy is below ``fraction`` x the reference's.
+
+    Args:
+        candidate: the trial that just reached the rung; ``values[0]`` is its rung accuracy.
+        reference: the reference baseline's record at the same rung, or None (then every trial continues).
+        fraction: share of the reference's rung accuracy a trial must reach, in (0, 1].
+        directions: ``"maximize"`` / ``"minimize"`` per value (only the accuracy's is read).
+
+    Returns:
+        True when the candidate keeps training (a NaN rung accuracy, a diverged run, stops).
+    """
+    if reference is None or not math.isfinite(reference.values[0]):
+        return True
+    mine, ref = float(candidate.values[0]), float(reference.values[0])
+    if directions[0] == "maximize":
+        return mine >= fraction * ref
+    return mine <= ref / fraction  # an error to minimise: at most 1/fraction x the reference's
+
+
 def prune(trial: optuna.trial.Trial, step: int) -> None:
     """Record ``stop_rung`` on the trial and raise :class:`optuna.TrialPruned`.
 
@@ -275,6 +307,7 @@ def pruner_for(spec: Any, *, enabled: bool | None = None, rule: str | None = Non
         enabled=es.enabled if enabled is None else enabled,
         rule=rule or getattr(es, "rule", "mo-asha"),
         reference=[spec.hypervolume_reference[n] for n in names],
+        fraction=getattr(es, "fraction", DEFAULT_FRACTION),
     )
 
 
@@ -289,6 +322,7 @@ class ParetoASHA:
         enabled: when False, rung values are still recorded but every trial continues.
         rule: one of :data:`RULES` (see the module docstring).
         reference: hypervolume reference point, needed by ``"hv-asha"`` only.
+        fraction: share of the reference baseline's rung accuracy, for ``"behind-baseline"`` only.
     """
 
     def __init__(
@@ -300,6 +334,7 @@ class ParetoASHA:
         enabled: bool = True,
         rule: str = "mo-asha",
         reference: Sequence[float] | None = None,
+        fraction: float = DEFAULT_FRACTION,
     ) -> None:
         if eta < 2:
             raise ValueError(f"eta: must be >= 2, got {eta}")
@@ -312,12 +347,15 @@ class ParetoASHA:
             raise ValueError(f"rule: must be one of {', '.join(RULES)}, got {rule!r}")
         if rule == "hv-asha" and (reference is None or len(reference) != len(directions)):
             raise ValueError(f"reference: rule 'hv-asha' needs {len(directions)} reference values")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
         self.rungs: tuple[int, ...] = tuple(sorted({int(r) for r in rungs}))
         self.eta = int(eta)
         self.directions: tuple[str, ...] = tuple(directions)
         self.enabled = bool(enabled)
         self.rule = rule
         self.reference = None if reference is None else tuple(float(v) for v in reference)
+        self.fraction = float(fraction)
 
     def __repr__(self) -> str:
         return (
@@ -326,9 +364,18 @@ class ParetoASHA:
         )
 
     def decide(
-        self, candidate: RungRecord, competitors: Sequence[RungRecord], anchors: Sequence[RungRecord] = ()
+        self,
+        candidate: RungRecord,
+        competitors: Sequence[RungRecord],
+        anchors: Sequence[RungRecord] = (),
+        reference: RungRecord | None = None,
     ) -> bool:
-        """Apply this pruner's rule to one candidate, its competitors and the baseline's records at a rung."""
+        """Apply this pruner's rule to one candidate, its competitors and the baseline's records at a rung
+        (``reference``: the reference baseline's, one of ``anchors``, read by ``"behind-baseline"``)."""
+        if self.rule == "behind-baseline":
+            return behind_baseline_continue(
+                candidate, reference, fraction=self.fraction, directions=self.directions
+            )
         kw = {"eta": self.eta, "directions": self.directions}
         if self.rule == "cost-asha":
             return cost_peer_continue(candidate, competitors, anchors=anchors, **kw)
@@ -373,10 +420,17 @@ class ParetoASHA:
             return True
         competitors: list[RungRecord] = []
         anchors: list[RungRecord] = []
+        reference, best = None, None  # the completed baseline with the best final accuracy
         for other in study.get_trials(deepcopy=False, states=_COMPETITOR_STATES):
             rec = other.user_attrs.get(key)
             if other.number == trial.number or rec is None or len(rec) != len(values):
                 continue
             record = RungRecord(other.number, tuple(float("nan") if v is None else float(v) for v in rec))
-            (anchors if other.user_attrs.get("role") == "baseline" else competitors).append(record)
-        return self.decide(RungRecord(trial.number, values), competitors, anchors)
+            if other.user_attrs.get("role") != "baseline":
+                competitors.append(record)
+                continue
+            anchors.append(record)
+            final = _final_accuracy(other, self.directions[0])
+            if final is not None and (best is None or final > best):  # ties: the lower number, seen first
+                reference, best = record, final
+        return self.decide(RungRecord(trial.number, values), competitors, anchors, reference)

@@ -34,6 +34,7 @@ from search.spec.schema import (  # noqa: F401  (re-exported: the spec's public 
     BASELINE_DIMS,
     DATASET_SCHEMES,
     DEFAULT_HV_REFERENCE,
+    DEFAULT_STOPPING_FRACTION,
     DEFAULT_STOPPING_RULE,
     DERIVED_ARCH,
     MINIMIZE_METRICS,
@@ -402,8 +403,11 @@ def _parse_early_stopping(
     rule = _str(source, "early_stopping.rule", es.get("rule", DEFAULT_STOPPING_RULE))
     if rule not in STOPPING_RULES:
         raise _fail(source, "early_stopping.rule", f"unknown rule {rule!r}", STOPPING_RULES)
+    fraction = _float(source, "early_stopping.fraction", es.get("fraction", DEFAULT_STOPPING_FRACTION))
+    if not 0 < fraction <= 1:
+        raise _fail(source, "early_stopping.fraction", f"must be in (0, 1], got {fraction}")
     enabled = _bool(source, "early_stopping.enabled", es.get("enabled", True))
-    return EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta, rule=rule)
+    return EarlyStoppingSpec(enabled=enabled, rungs=tuple(rungs), eta=eta, rule=rule, fraction=fraction)
 
 
 def _parse_hypervolume(source: str, hv: dict[str, Any]) -> dict[str, float]:

@@ -31,6 +31,7 @@ __all__ = [
     "SAMPLERS",
     "STOPPING_RULES",
     "DEFAULT_STOPPING_RULE",
+    "DEFAULT_STOPPING_FRACTION",
     "ConstraintSpec",
     "DataSpec",
     "Dimension",
@@ -44,7 +45,9 @@ __all__ = [
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 #: Early-stopping promotion rules (``search.efficiency.stopping.RULES``; kept here so the spec needs no optuna).
-STOPPING_RULES = ("mo-asha", "cost-asha", "hv-asha")
+STOPPING_RULES = ("mo-asha", "cost-asha", "hv-asha", "behind-baseline")
+#: ``[early_stopping] fraction`` when not set (``search.efficiency.stopping.DEFAULT_FRACTION``).
+DEFAULT_STOPPING_FRACTION = 0.8
 #: The rule a spec without ``[early_stopping] rule`` gets (chosen from the simulator's evidence, README).
 DEFAULT_STOPPING_RULE = "cost-asha"
 ACCURACY_METRICS = ("pck_0.05", "pck_0.1", "pck_0.2")
@@ -88,7 +91,7 @@ _SCHEMA: dict[str, tuple[str, ...]] = {
     "objectives": ("accuracy", "minimize", "floor", "floor_below_baseline"),
     "constraints": ("max_params", "max_latency_ms", "max_flops"),
     "latency": ("device", "batch_size", "threads", "warmup", "repeats", "clock"),
-    "early_stopping": ("enabled", "rungs", "eta", "rule"),
+    "early_stopping": ("enabled", "rungs", "eta", "rule", "fraction"),
     "hypervolume": ("reference",),
 }
 _TOP_LEVEL = (*_SCHEMA, "train", "model", "baseline", "space", "ablation")
@@ -312,11 +315,14 @@ class EarlyStoppingSpec:
     rungs: tuple[int, ...] = ()
     eta: int = 3
     rule: str = DEFAULT_STOPPING_RULE
+    fraction: float = DEFAULT_STOPPING_FRACTION  # rule "behind-baseline" only
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"enabled": self.enabled, "rungs": list(self.rungs), "eta": self.eta}
-        # MO-ASHA was the only rule before `rule` existed: a spec using it keeps the hash it had.
-        return d | ({"rule": self.rule} if self.rule != "mo-asha" else {})
+        # MO-ASHA was the only rule before `rule` existed: a spec using it keeps the hash it had; `fraction`
+        # only matters to "behind-baseline", so the other rules' specs keep theirs too.
+        d |= {"rule": self.rule} if self.rule != "mo-asha" else {}
+        return d | ({"fraction": self.fraction} if self.rule == "behind-baseline" else {})
 
 
 @dataclass(frozen=True, kw_only=True)
