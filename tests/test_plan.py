@@ -91,3 +91,18 @@ def test_plan_names_the_warm_start_or_why_there_is_none(tmp_path: Path) -> None:
     assert len(warm) == 1 and "trials from" in warm[0] and "none" not in warm[0]
     warm = [line for line in plan(other, draws=4) if line.startswith("warm start:")]
     assert warm == ["warm start: none: t.jsonl.gz was recorded on other data ([data] of tiny)"]
+
+
+def test_plan_says_when_trials_stop_early() -> None:
+    from search.tools.plan import plan
+
+    steps = tiny_spec().train["steps"]
+    es = {"enabled": True, "rungs": [steps // 2], "rule": "behind-baseline", "fraction": 0.7}
+    spec = parse_spec(dict(tiny_spec().raw, early_stopping=es), source="s.toml")
+    lines = [line for line in plan(spec, draws=4) if line.startswith("early stopping:")]
+    assert lines == [
+        f"early stopping: behind-baseline at steps {steps // 2} (fraction 0.7 of the reference baseline's "
+        f"val); a trial stopped at step {steps // 2} costs ~50% of a trained one, so more trials start"
+    ]
+    off = parse_spec(dict(tiny_spec().raw, early_stopping={**es, "enabled": False}), source="s.toml")
+    assert not [line for line in plan(off, draws=4) if line.startswith("early stopping:")]

@@ -85,7 +85,7 @@ def _live_best(path: Path) -> str:
 def _table_row_vs_live(row: str) -> Callable[[Path], str]:
     def recompute(path: Path) -> str:
         test = json.loads(path.read_text())["rows"][row]["test"]
-        ref = _values(_reference(_verify(ROOT / "docs" / "main-study" / "verify.csv")))
+        ref = _values(_reference(_verify(ROOT / "docs" / "main-study" / "2a1e7a3" / "verify.csv")))
         return _welch(test, ref)
 
     return recompute
@@ -179,7 +179,7 @@ RECOMPUTE: dict[str, Callable[[Path], str]] = {
     "table.best_flatten": _best_head("flatten"),
     "table.best_heatmap": _best_head("heatmap"),
     "simulate.default_hits": _simulated(None),
-    "simulate.no_warm_hits": _simulated("random/none"),
+    "simulate.no_warm_hits": _simulated("random/behind-baseline"),
     "heldout.sampled_trained": lambda p: str(len(_sampled(p))),
     "heldout.default_hits": _simulated(None),
     "budget.heldout_90": _simulated(None),

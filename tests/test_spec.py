@@ -263,6 +263,11 @@ BAD = [
         "early_stopping.fraction: must be in (0, 1], got 1.2",
     ),
     (MINIMAL + "[early_stopping]\nfraction = 'most'\n", "early_stopping.fraction: expected a number"),
+    (
+        MINIMAL.replace("[study]\n", "[study]\nbaseline = false\n")
+        + "[early_stopping]\nrule = 'behind-baseline'\nrungs = [10]\n",
+        "early_stopping.rule: behind-baseline needs study.baseline = true",
+    ),
 ]
 
 

@@ -164,6 +164,14 @@ def plan(spec: Any, *, draws: int = 100, workers: int | None = None) -> list[str
         )
     elif spec.n_trials:
         lines.append(f"budget: {spec.n_trials} trials -> ~{spec.n_trials * trial_s / workers / 60:.0f} min")
+    es = spec.early_stopping
+    if es.enabled and es.rungs:
+        how = f"fraction {es.fraction:g} of the reference baseline's val" if es.rule == "behind-baseline" else ""
+        first = es.rungs[0] / int(spec.train.get("steps", 1000))
+        lines.append(
+            f"early stopping: {es.rule} at steps {', '.join(map(str, es.rungs))}{f' ({how})' if how else ''}; "
+            f"a trial stopped at step {es.rungs[0]} costs ~{first:.0%} of a trained one, so more trials start"
+        )
     if spec.warm_start:
         rows, skipped = warm_start_plan(spec)
         if skipped:
