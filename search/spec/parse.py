@@ -212,7 +212,9 @@ def parse_spec(raw: dict, *, source: str = "<spec>", check: bool = True) -> Stud
     )
     es = spec.early_stopping
     if es.enabled and es.rungs and es.rule == "behind-baseline" and not spec.baseline:
-        raise _fail(source, "early_stopping.rule", "behind-baseline needs study.baseline = true (its reference)")
+        raise _fail(
+            source, "early_stopping.rule", "behind-baseline needs study.baseline = true (its reference)"
+        )
     spec = dataclasses.replace(spec, spec_hash=compute_spec_hash(spec.to_dict()))
     if spec.ablation is not None:
         validate_ablation(spec)

@@ -166,7 +166,11 @@ def plan(spec: Any, *, draws: int = 100, workers: int | None = None) -> list[str
         lines.append(f"budget: {spec.n_trials} trials -> ~{spec.n_trials * trial_s / workers / 60:.0f} min")
     es = spec.early_stopping
     if es.enabled and es.rungs:
-        how = f"fraction {es.fraction:g} of the reference baseline's val" if es.rule == "behind-baseline" else ""
+        how = (
+            f"fraction {es.fraction:g} of the reference baseline's val"
+            if es.rule == "behind-baseline"
+            else ""
+        )
         first = es.rungs[0] / int(spec.train.get("steps", 1000))
         lines.append(
             f"early stopping: {es.rule} at steps {', '.join(map(str, es.rungs))}{f' ({how})' if how else ''}; "
