@@ -101,7 +101,7 @@ def test_plan_says_when_trials_stop_early() -> None:
     spec = parse_spec(dict(tiny_spec().raw, early_stopping=es), source="s.toml")
     lines = [line for line in plan(spec, draws=4) if line.startswith("early stopping:")]
     assert lines == [
-        f"early stopping: behind-baseline at steps {steps // 2} (fraction 0.7 of the reference baseline's "
+        f"early stopping: behind-baseline at step {steps // 2} (fraction 0.7 of the reference baseline's "
         f"val); a trial stopped at step {steps // 2} costs ~50% of a trained one, so more trials start"
     ]
     off = parse_spec(dict(tiny_spec().raw, early_stopping={**es, "enabled": False}), source="s.toml")

@@ -173,7 +173,7 @@ def plan(spec: Any, *, draws: int = 100, workers: int | None = None) -> list[str
         )
         first = es.rungs[0] / int(spec.train.get("steps", 1000))
         lines.append(
-            f"early stopping: {es.rule} at steps {', '.join(map(str, es.rungs))}{f' ({how})' if how else ''}; "
+            f"early stopping: {es.rule} at step{'s' * (len(es.rungs) > 1)} {', '.join(map(str, es.rungs))}{f' ({how})' if how else ''}; "
             f"a trial stopped at step {es.rungs[0]} costs ~{first:.0%} of a trained one, so more trials start"
         )
     if spec.warm_start:
