@@ -51,6 +51,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.efficiency.pareto import crowding_distance, hypervolume, non_dominated_ranks, to_minimization
+from search.spec.schema import DEFAULT_STOPPING_FRACTION
 
 __all__ = [
     "RULES",
@@ -70,7 +71,7 @@ __all__ = [
 #: Promotion rules, selectable in a spec as ``[early_stopping] rule``.
 RULES = ("mo-asha", "cost-asha", "hv-asha", "behind-baseline")
 #: The default of ``[early_stopping] fraction`` (rule ``"behind-baseline"``; README, "Early stopping").
-DEFAULT_FRACTION = 0.8
+DEFAULT_FRACTION = DEFAULT_STOPPING_FRACTION
 
 # Trials whose rung records count as competitors. FAIL is left out on purpose: a crashed or
 # diverged trial's rung value says nothing about how hard the rung is.

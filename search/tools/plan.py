@@ -167,13 +167,14 @@ def plan(spec: Any, *, draws: int = 100, workers: int | None = None) -> list[str
     es = spec.early_stopping
     if es.enabled and es.rungs:
         how = (
-            f"fraction {es.fraction:g} of the reference baseline's val"
+            f" (fraction {es.fraction:g} of the reference baseline's val)"
             if es.rule == "behind-baseline"
             else ""
         )
+        steps = f"step{'s' * (len(es.rungs) > 1)} {', '.join(map(str, es.rungs))}"
         first = es.rungs[0] / int(spec.train.get("steps", 1000))
         lines.append(
-            f"early stopping: {es.rule} at step{'s' * (len(es.rungs) > 1)} {', '.join(map(str, es.rungs))}{f' ({how})' if how else ''}; "
+            f"early stopping: {es.rule} at {steps}{how}; "
             f"a trial stopped at step {es.rungs[0]} costs ~{first:.0%} of a trained one, so more trials start"
         )
     if spec.warm_start:
